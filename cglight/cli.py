@@ -1,0 +1,166 @@
+"""``cglight``: the one console script.
+
+    cglight prepare  --config configs/prepare/ala2.yaml --out data/ala2 [--frames N]
+    cglight fit      --config configs/quickstart.yaml      (LightningCLI)
+    cglight validate --config ... --ckpt_path ...          (LightningCLI)
+    cglight test     --config ... --ckpt_path ...          (LightningCLI)
+    cglight plugins                                        (registered loss plugins)
+
+Errors caused by input are printed as one line, without a traceback, and exit with status 2.
+Torch uses one thread per process unless ``CGLIGHT_NUM_THREADS`` says otherwise (two threads
+on two shared cores ran ~100× slower than one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from cglight.errors import CGLightError
+
+LIGHTNING = ("fit", "validate", "test")
+COMMANDS = {
+    "prepare": "build a dataset: all-atom OpenMM MD, CG map, mapped forces, projected Hessians, shards",
+    "fit": "train a CG potential (LightningCLI; --config FILE, --print_config)",
+    "validate": "evaluate the losses on the validation split (LightningCLI)",
+    "test": "evaluate the losses on the test split (LightningCLI)",
+    "plugins": "list the registered loss plugins",
+}
+log = logging.getLogger("cglight")
+
+
+def _setup() -> None:
+    import torch
+
+    threads = int(os.environ.get("CGLIGHT_NUM_THREADS", "1"))
+    torch.set_num_threads(threads)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("cglight: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def _prepare_parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from cglight.prepare.pipeline import PrepareConfig
+
+    parser = ArgumentParser(prog="cglight prepare", description=COMMANDS["prepare"], default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
+    parser.add_argument("--out", type=str, required=True, help="dataset directory to create")
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace an existing dataset at --out")
+    parser.add_class_arguments(PrepareConfig, as_group=True)
+    return parser
+
+
+def _prepare_config(values):
+    from cglight.prepare.pipeline import PrepareConfig
+
+    return PrepareConfig(**{k: values[k] for k in PrepareConfig.__dataclass_fields__})
+
+
+def prepare_main(argv: list[str]) -> None:
+    from cglight.prepare.pipeline import prepare_dataset
+
+    values = _prepare_parser().parse_args(argv)
+    prepare_dataset(_prepare_config(values), values.out, overwrite=values.overwrite)
+
+
+def load_prepare_config(path: str | os.PathLike):
+    """Read a ``cglight prepare`` YAML (the same keys as the command line) into a PrepareConfig."""
+    from cglight.errors import ConfigError
+
+    if not Path(path).is_file():
+        raise ConfigError(f"prepare config {path} does not exist")
+    return _prepare_config(_prepare_parser().parse_args(["--config", str(path), "--out", "unused"]))
+
+
+def plugins_main(argv: list[str]) -> None:
+    from cglight.losses.registry import GROUP, discover
+
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: cglight plugins\n\n{COMMANDS['plugins']} (entry-point group '{GROUP}')")
+        return
+    entries = discover()
+    print(f"loss plugins (entry-point group '{GROUP}'):")
+    for name, e in sorted(entries.items()):
+        if e.cls is None:
+            print(f"  {name:<12} {e.distribution:<24} BROKEN: {e.error}")
+        else:
+            doc = (e.cls.__doc__ or "").strip().splitlines()
+            needs = "needs HVP" if e.cls.needs_hvp else ""
+            print(f"  {name:<12} {e.distribution:<24} {e.value:<45} {needs:<10} {doc[0] if doc else ''}")
+    if not entries:
+        print("  (none: is cglight installed? run `pip install -e .`)")
+
+
+def _lightning_main(argv: list[str]) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from cglight.data.datamodule import CGDataModule
+    from cglight.model.potential import CGPotential
+
+    class CGLightCLI(LightningCLI):
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand]
+            config.trainer.inference_mode = False  # Hessian-vector products need autograd in validation too
+            _ensure_dataset(config.data.path, config.data.build)
+
+    CGLightCLI(
+        CGPotential,
+        CGDataModule,
+        subclass_mode_model=False,
+        subclass_mode_data=False,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
+        trainer_defaults={
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "cglight"}},
+            "inference_mode": False,
+        },
+        args=argv,
+    )
+
+
+def _ensure_dataset(path: str, build: str | None) -> None:
+    from cglight.data.manifest import MANIFEST
+    from cglight.prepare.pipeline import prepare_dataset
+
+    if (Path(path) / MANIFEST).is_file() or build is None:
+        return
+    config = load_prepare_config(build)
+    log.info("dataset %s not found: building it first from %s (%d frames)", path, build, config.frames)
+    prepare_dataset(config, path, overwrite=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: cglight {" + ",".join(COMMANDS) + "} ...\n\ncommands:")
+        for name, text in COMMANDS.items():
+            print(f"  {name:<9} {text}")
+        print("\nRun `cglight COMMAND --help` for the options of a command.")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"cglight: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    _setup()
+    try:
+        if command == "prepare":
+            prepare_main(rest)
+        elif command == "plugins":
+            plugins_main(rest)
+        else:
+            _lightning_main([command, *rest])
+    except CGLightError as exc:
+        print(f"cglight: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The training objective: loss terms looked up by name and combined by config weights.
+
+``total = Σ_t w_t · L_t / s_t`` where ``s_t`` is the term's target second moment (estimated
+once from training data by :meth:`Objective.calibrate`) for normalised terms and 1 otherwise.
+Each term is logged on its own: ``<stage>/<name>`` (normalised, dimensionless: 1.0 is as bad
+as predicting zero) and ``<stage>/<name>_raw`` (physical units, squared).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cglight.errors import ConfigError
+from cglight.losses.base import LossTerm, ModelOutput
+from cglight.losses.registry import build_loss
+
+log = logging.getLogger(__name__)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_").replace(":", "_")
+
+
+class Objective(nn.Module):
+    def __init__(self, config: Mapping[str, Mapping[str, Any] | None]) -> None:
+        super().__init__()
+        if not isinstance(config, Mapping) or not config:
+            raise ConfigError(f"model.losses must map loss names to options, e.g. {{force: {{weight: 1.0}}}}; got {config!r}")
+        self.names: list[str] = []
+        self.terms = nn.ModuleDict()
+        weights = []
+        for name, options in config.items():
+            options = dict(options or {})
+            if not isinstance(name, str):
+                raise ConfigError(f"model.losses: loss names must be strings, got {name!r}")
+            weight = options.pop("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise ConfigError(f"model.losses.{name}.weight must be a finite number >= 0, got {weight!r}")
+            self.terms[_key(name)] = build_loss(name, options)
+            self.names.append(name)
+            weights.append(float(weight))
+        self.register_buffer("weights", torch.tensor(weights))
+
+    def items(self) -> list[tuple[str, LossTerm]]:
+        return [(n, self.terms[_key(n)]) for n in self.names]
+
+    @property
+    def needs_hvp(self) -> bool:
+        return any(t.needs_hvp for _, t in self.items())
+
+    @property
+    def calibrated(self) -> bool:
+        return all(t.calibrated or not t.normalize for _, t in self.items())
+
+    def check_batch(self, batch: Mapping[str, Tensor]) -> None:
+        for name, term in self.items():
+            term.check_batch(batch, name)
+
+    @torch.no_grad()
+    def calibrate(self, batches: Iterable[Mapping[str, Tensor]]) -> dict[str, float]:
+        """Estimate each normalised term's target second moment from ``batches`` (frame-weighted)."""
+        sums: dict[str, float] = {}
+        frames = 0
+        for batch in batches:
+            self.check_batch(batch)
+            b = len(next(iter(batch.values())))
+            for name, term in self.items():
+                m = term.target_second_moment(batch)
+                if m is not None:
+                    sums[name] = sums.get(name, 0.0) + float(m) * b
+            frames += b
+        if frames == 0:
+            raise ConfigError("cannot calibrate the loss normalisation: the training data yielded no batch")
+        scales = {}
+        for name, term in self.items():
+            if not term.normalize:
+                continue
+            if name not in sums:
+                raise ConfigError(f"loss '{name}' has normalize=True but defines no target_second_moment; set normalize: false")
+            scale = sums[name] / frames
+            if not (math.isfinite(scale) and scale > 0):
+                raise ConfigError(f"loss '{name}': target second moment is {scale} on the training data; cannot normalise")
+            term.scale.fill_(scale)
+            scales[name] = scale
+        log.info("loss normalisation (target second moments over %d frames): %s", frames, {k: f"{v:.4g}" for k, v in scales.items()})
+        return scales
+
+    def forward(self, batch: Mapping[str, Tensor], output: ModelOutput) -> tuple[Tensor, dict[str, Tensor]]:
+        self.check_batch(batch)
+        total = output.energy.new_zeros(())
+        logs: dict[str, Tensor] = {}
+        for i, (name, term) in enumerate(self.items()):
+            result = term(batch, output)
+            raw = result.loss
+            if term.normalize and not term.calibrated:
+                raise RuntimeError(f"loss '{name}' is not calibrated; call Objective.calibrate first")
+            value = raw / term.scale.to(raw.dtype) if term.normalize else raw
+            total = total + self.weights[i].to(raw.dtype) * value
+            logs[name] = value.detach()
+            logs[f"{name}_raw"] = raw.detach()
+            for part, v in result.parts.items():
+                logs[f"{name}/{part}"] = v.detach()
+        logs["loss"] = total.detach()
+        return total, logs

@@ -1,0 +1,23 @@
+"""Units used everywhere in cglight (see architecture.md): Å, kcal/mol, K, ps.
+
+OpenMM works in nm and kJ/mol; the conversion factors live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+KB_KCAL_PER_MOL_K: float = 0.0019872041
+"""Boltzmann constant in kcal/mol/K."""
+
+KJ_TO_KCAL: float = 1.0 / 4.184
+NM_TO_ANGSTROM: float = 10.0
+FORCE_OPENMM_TO_CGLIGHT: float = KJ_TO_KCAL / NM_TO_ANGSTROM
+"""kJ/mol/nm → kcal/mol/Å."""
+HESSIAN_OPENMM_TO_CGLIGHT: float = KJ_TO_KCAL / NM_TO_ANGSTROM**2
+"""kJ/mol/nm² → kcal/mol/Å²."""
+
+
+def beta(temperature: float) -> float:
+    """Inverse temperature 1/(k_B T) in mol/kcal."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive (kelvin), got {temperature!r}")
+    return 1.0 / (KB_KCAL_PER_MOL_K * temperature)
