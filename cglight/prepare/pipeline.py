@@ -70,7 +70,7 @@ class PrepareConfig:
 
 def prepare_dataset(config: PrepareConfig, out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Build a dataset directory at ``out``; nothing appears there until it is complete."""
-    from openmm import XmlSerializer, app
+    from openmm import XmlSerializer, app, unit
 
     config.validate()
     out = Path(out)
@@ -100,7 +100,7 @@ def prepare_dataset(config: PrepareConfig, out: str | os.PathLike, overwrite: bo
             dcd = app.DCDFile(f, topology, dt_ps)
             for i, x in enumerate(progress(md, total=config.frames, desc=f"{config.system}: all-atom MD", unit="frame")):
                 xs[i] = x
-                dcd.writeModel(x * 10.0)  # Å, as DCD stores it (float32)
+                dcd.writeModel(x * unit.nanometer)  # DCDFile stores float32 Å
         t_md = time.perf_counter() - t0
 
         evaluate = ProjectedHessian(make_context(system, config.platform), cg_map.force_matrix(), config.hessian_eps_nm)
