@@ -75,7 +75,8 @@ def test_unknown_loss_lists_available(tiny_dataset, tmp_path, capsys, monkeypatc
                  "--model.losses", "{force: {weight: 1.0}, hvp_covv: {weight: 0.1}}"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "unknown loss 'hvp_covv'; available losses: force, hvp, hvp_cov" in err
+    assert "unknown loss 'hvp_covv'; available losses: force, " in err
+    assert "hvp, hvp_cov. Third-party losses register in the 'cglight.losses' entry-point group" in err
     assert "Traceback" not in err
 
 

@@ -52,7 +52,8 @@ class LossTerm(nn.Module):
     """Base class of every loss term, built-in or plugin.
 
     Subclasses set ``required_keys`` (batch fields they read), ``needs_hvp`` (whether they call
-    :meth:`ModelOutput.hvp`; such losses refuse backbones without third-order autograd), implement
+    :meth:`ModelOutput.hvp`; such losses refuse backbones without third-order autograd),
+    ``fits_forces``/``needs_fitted_forces`` (see :class:`~cglight.losses.Objective`), implement
     :meth:`forward`, and may implement :meth:`target_second_moment` so that the term can be
     normalised: the trainer then divides the loss by ``E[target²]`` (per component), estimated
     once from the training data before the first step and stored in the ``scale`` buffer.
@@ -60,6 +61,10 @@ class LossTerm(nn.Module):
 
     required_keys: ClassVar[tuple[str, ...]] = ()
     needs_hvp: ClassVar[bool] = False
+    fits_forces: ClassVar[bool] = False
+    """True for terms that pull the model forces towards the mean force (``force``)."""
+    needs_fitted_forces: ClassVar[bool] = False
+    """True for terms whose target uses the model's own forces (``hvp_cov``)."""
 
     def __init__(self, normalize: bool = True) -> None:
         super().__init__()

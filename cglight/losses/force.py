@@ -23,6 +23,7 @@ class ForceLoss(LossTerm):
     """
 
     required_keys = (keys.FORCES,)
+    fits_forces = True
 
     def __init__(self, normalize: bool = True) -> None:
         super().__init__(normalize=normalize)

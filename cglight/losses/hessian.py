@@ -47,14 +47,13 @@ class HVPLoss(LossTerm):
         return "hvp_cov" if self.covariance else "hvp"
 
     def check_batch(self, batch: Mapping[str, Tensor], name: str | None = None) -> None:
+        super().check_batch(batch, name or self._name())
         if keys.HESSIAN not in batch and not (keys.PROBES in batch and keys.HVP in batch):
             raise PluginError(
                 f"loss '{name or self._name()}' needs a projected Hessian: batch key '{keys.HESSIAN}' "
                 f"(or '{keys.PROBES}' and '{keys.HVP}'); the batch has {sorted(batch)}. "
                 "Was the dataset prepared with hessian: none?"
             )
-        if self.covariance and keys.BETA not in batch:
-            raise PluginError(f"loss '{name or self._name()}' needs batch key '{keys.BETA}'; the batch has {sorted(batch)}")
 
     def _probe_pairs(self, batch: Mapping[str, Tensor], like: Tensor):
         """Yield ``(v, (BᵀHB) v)`` as flat ``[B, 3n]`` tensors."""
@@ -108,6 +107,11 @@ class CovarianceHVPLoss(HVPLoss):
     The per-frame target is dominated by noise (its mean square is many times the square of its
     mean); ``<stage>/hvp_cov/target_sq`` logs its mean square so the noise stays visible.
     Normalised by ``‖BᵀHB − β f fᵀ‖²_F / 3n`` (the target with ``F_θ = 0``), estimated once.
+
+    Use it together with a force term. Because the target holds the model's own forces, alone it
+    has a spurious fixed point at ``U_θ = 0`` and its fixed point at the PMF Hessian is unstable
+    (for a quadratic model ``A ← A P⁻¹ A``); force matching pins ``F_θ`` to the mean force and
+    makes the PMF Hessian the stable optimum (tests/losses/test_gaussian_training.py).
     Batch keys: ``hessian`` (or ``probes``/``hvp``), ``forces``, ``beta``. Config::
 
         model:
@@ -118,3 +122,4 @@ class CovarianceHVPLoss(HVPLoss):
 
     required_keys = (keys.FORCES, keys.BETA)
     covariance = True
+    needs_fitted_forces = True

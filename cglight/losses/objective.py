@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,6 +47,16 @@ class Objective(nn.Module):
             self.names.append(name)
             weights.append(float(weight))
         self.register_buffer("weights", torch.tensor(weights))
+        terms = dict(zip(self.names, weights))
+        needy = [n for n, t in self.items() if t.needs_fitted_forces and terms[n] > 0]
+        if needy and not any(t.fits_forces and terms[n] > 0 for n, t in self.items()):
+            warnings.warn(
+                f"loss(es) {needy} use the model's own forces in their target but no force-matching term "
+                "has a positive weight: without one, training can collapse to U = 0 or run away from the PMF "
+                "Hessian. Add e.g. 'force: {weight: 1.0}'.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def items(self) -> list[tuple[str, LossTerm]]:
         return [(n, self.terms[_key(n)]) for n in self.names]

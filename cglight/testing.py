@@ -1,0 +1,159 @@
+"""Conformance tests for loss plugins, reusable from a plugin's own test suite.
+
+Usage in a plugin repository (pytest)::
+
+    import pytest
+    from cglight.testing import LossPluginTests
+    from my_plugin import MyLoss
+
+    class TestMyLoss(LossPluginTests):
+        entry_point = "my_loss"          # name registered in 'cglight.losses' (optional)
+
+        @pytest.fixture
+        def loss(self):
+            return MyLoss(some_option=2.0)
+
+The inherited tests run the loss in float64 on a small differentiable pair potential and a
+synthetic batch with every standard field, and check: it is a ``LossTerm`` with typed,
+keyword-only-friendly arguments; it returns a finite scalar and finite parts; its parameter
+gradient equals a central finite difference (skip with ``target_depends_on_model = True`` for
+losses whose target holds detached model outputs, like ``hvp_cov``); it declares the batch keys
+it needs and fails with a message naming them; its normalisation, if any, is positive; its
+buffers survive a state-dict round trip; and the entry point, if named, resolves to it.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from cglight.data import keys
+from cglight.errors import PluginError
+from cglight.losses.base import LossResult, LossTerm, ModelOutput
+
+
+class PairPotential(nn.Module):
+    """``U = Σ_{i<j} k_ij (|r_i − r_j| − d_ij)² + Σ_i a_i |r_i|⁴``: smooth to any order, in float64."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.k = nn.Parameter(1.0 + torch.rand(n, n, generator=g, dtype=torch.float64))
+        self.d = nn.Parameter(1.0 + torch.rand(n, n, generator=g, dtype=torch.float64))
+        self.a = nn.Parameter(0.01 * torch.rand(n, generator=g, dtype=torch.float64))
+
+    def energy(self, pos: Tensor) -> Tensor:
+        n = pos.shape[-2]
+        i, j = torch.triu_indices(n, n, 1)
+        r = (pos[:, i] - pos[:, j]).norm(dim=-1)
+        return (self.k[i, j] * (r - self.d[i, j]).pow(2)).sum(-1) + (self.a * pos.pow(2).sum(-1).pow(2)).sum(-1)
+
+    def output(self, pos: Tensor) -> ModelOutput:
+        pos = pos.detach().requires_grad_(True)
+        energy = self.energy(pos)
+        (g,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
+        return ModelOutput(energy, -g, pos, create_graph=True)
+
+
+def synthetic_batch(frames: int = 4, beads: int = 5, seed: int = 0) -> dict[str, Tensor]:
+    """A float64 batch with every standard field (random but well-scaled)."""
+    g = torch.Generator().manual_seed(seed)
+    d = 3 * beads
+    a = torch.randn(frames, d, d, generator=g, dtype=torch.float64)
+    chain = torch.arange(beads, dtype=torch.float64)[:, None] * torch.tensor([1.5, 0.0, 0.0], dtype=torch.float64)
+    return {
+        keys.POS: chain + 0.2 * torch.randn(frames, beads, 3, generator=g, dtype=torch.float64),
+        keys.FORCES: torch.randn(frames, beads, 3, generator=g, dtype=torch.float64),
+        keys.HESSIAN: a @ a.transpose(1, 2) / d,
+        keys.BETA: torch.full((frames,), 1.68, dtype=torch.float64),
+        keys.BEAD_TYPES: torch.arange(beads).expand(frames, beads).clone(),
+        keys.FRAME_INDEX: torch.arange(frames),
+        keys.SYSTEM: torch.zeros(frames, dtype=torch.long),
+    }
+
+
+class LossPluginTests:
+    """Inherit and override the ``loss`` fixture (and ``batch``/``potential`` if needed)."""
+
+    entry_point: str | None = None
+    target_depends_on_model: bool = False
+
+    @pytest.fixture
+    def loss(self) -> LossTerm:
+        raise NotImplementedError("override the 'loss' fixture to return an instance of your loss")
+
+    @pytest.fixture
+    def batch(self) -> dict[str, Tensor]:
+        return synthetic_batch()
+
+    @pytest.fixture
+    def potential(self, batch) -> PairPotential:
+        return PairPotential(batch[keys.POS].shape[1])
+
+    def _value(self, loss: LossTerm, batch, potential, seed: int = 0) -> LossResult:
+        torch.manual_seed(seed)  # the same random probes on every call
+        return loss(batch, potential.output(batch[keys.POS]))
+
+    def test_is_a_loss_term_with_typed_arguments(self, loss):
+        assert isinstance(loss, LossTerm), "a loss plugin must subclass cglight.losses.LossTerm"
+        for p in list(inspect.signature(type(loss).__init__).parameters.values())[1:]:
+            assert p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL), f"no **kwargs/*args in __init__ ({p.name})"
+            assert p.annotation is not inspect.Parameter.empty, f"__init__ argument '{p.name}' needs a type annotation"
+            assert p.name != "weight", "'weight' is reserved for the objective"
+
+    def test_returns_finite_scalar_and_parts(self, loss, batch, potential):
+        loss = loss.double()
+        result = self._value(loss, batch, potential)
+        assert isinstance(result, LossResult)
+        assert result.loss.shape == () and torch.isfinite(result.loss) and result.loss >= 0
+        for name, part in result.parts.items():
+            assert isinstance(name, str) and part.shape == () and torch.isfinite(part), name
+
+    def test_parameter_gradient_matches_finite_difference(self, loss, batch, potential):
+        if self.target_depends_on_model:
+            pytest.skip("the target holds detached model outputs, so a finite difference in θ moves it too")
+        loss = loss.double()
+        params = list(potential.parameters())
+        grads = torch.autograd.grad(self._value(loss, batch, potential).loss, params)
+        h = 1e-6
+        for p, g in zip(params, grads):
+            i = int(g.abs().flatten().argmax())
+            flat = p.data.view(-1)
+            flat[i] += h
+            up = self._value(loss, batch, potential).loss.item()
+            flat[i] -= 2 * h
+            down = self._value(loss, batch, potential).loss.item()
+            flat[i] += h
+            fd = (up - down) / (2 * h)
+            assert abs(g.flatten()[i].item() - fd) <= 1e-5 * max(abs(fd), 1e-3), (g.flatten()[i].item(), fd)
+
+    def test_missing_batch_key_is_named(self, loss, batch):
+        for key in loss.required_keys:
+            partial = {k: v for k, v in batch.items() if k != key}
+            with pytest.raises(PluginError, match=key):
+                loss.check_batch(partial, "under_test")
+
+    def test_normalisation_is_positive(self, loss, batch):
+        m = loss.double().target_second_moment(batch)
+        if m is None:
+            assert not loss.normalize, "normalize=True needs target_second_moment"
+        else:
+            assert m.shape == () and torch.isfinite(m) and m > 0
+
+    def test_state_dict_round_trip(self, loss):
+        loss.scale.fill_(2.5)
+        clone = copy.deepcopy(loss)
+        clone.scale.fill_(float("nan"))
+        clone.load_state_dict(loss.state_dict())
+        assert clone.calibrated and float(clone.scale) == 2.5
+
+    def test_entry_point_resolves(self, loss):
+        if self.entry_point is None:
+            pytest.skip("no entry_point name given")
+        from cglight.losses.registry import get_loss_class
+
+        assert get_loss_class(self.entry_point) is type(loss)
