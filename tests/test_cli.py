@@ -43,7 +43,7 @@ def test_smoke_fit_through_the_cli_then_load_checkpoint(tiny_dataset, tmp_path):
     for key in ("train/force_step", "train/hvp_cov_step", "train/hvp_cov_raw_step", "train/hvp_cov/target_sq_step"):
         assert float(train[0][key]) > 0, key
     assert 0 < float(val[0]["val/force"]) < 10 and 0 < float(val[0]["val/hvp_cov"]) < 10
-    (ckpt,) = tmp_path.glob("runs/cglight/version_0/checkpoints/*.ckpt")
+    ckpt = tmp_path / "runs/cglight/version_0/checkpoints/last.ckpt"
 
     from cglight import CGPotential, ShardDataset
 
@@ -65,7 +65,7 @@ def test_losses_override_and_validate(tiny_dataset, tmp_path, monkeypatch):
     assert main(["fit", *args, "--model.losses", losses, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]) == 0
     rows = _metrics(tmp_path)
     assert any(r.get("val/hvp") for r in rows) and not any(r.get("val/hvp_cov") for r in rows)
-    (ckpt,) = tmp_path.glob("runs/cglight/version_0/checkpoints/*.ckpt")
+    ckpt = tmp_path / "runs/cglight/version_0/checkpoints/last.ckpt"
     assert main(["validate", *args, "--model.losses", losses, "--ckpt_path", str(ckpt)]) == 0
 
 
