@@ -37,10 +37,10 @@ def test_smoke_fit_through_the_cli_then_load_checkpoint(tiny_dataset, tmp_path):
               "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1", *SMALL], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = _metrics(tmp_path)
-    train = [row for row in rows if row.get("train/force_step")]
+    train = [row for row in rows if row.get("train/force")]
     val = [row for row in rows if row.get("val/hvp_cov")]
     assert len(train) == 5 and len(val) == 1  # 36 training frames in batches of 8 (last one partial); one validation pass
-    for key in ("train/force_step", "train/hvp_cov_step", "train/hvp_cov_raw_step", "train/hvp_cov/target_sq_step"):
+    for key in ("train/force", "train/hvp_cov", "train/hvp_cov_raw", "train/hvp_cov/target_sq"):
         assert float(train[0][key]) > 0, key
     assert 0 < float(val[0]["val/force"]) < 10 and 0 < float(val[0]["val/hvp_cov"]) < 10
     ckpt = tmp_path / "runs/cglight/version_0/checkpoints/last.ckpt"
@@ -139,3 +139,16 @@ def test_fit_builds_missing_dataset_first_then_reuses_it(tmp_path, caplog, monke
     stamp = (tmp_path / "built" / "manifest.json").stat().st_mtime_ns
     assert main(args) == 0
     assert (tmp_path / "built" / "manifest.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_wandb_logger_works_offline(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["fit", "--config", QUICKSTART, "--config", str(ROOT / "configs" / "loggers" / "wandb.yaml"),
+            "--data.path", str(tiny_dataset), "--data.build", "null", *SMALL, "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "2", "--trainer.log_every_n_steps", "1"]
+    assert main(args) == 0
+    (run,) = tmp_path.glob("runs/wandb/offline-run-*")
+    assert list(run.glob("*.wandb")), "wandb wrote no offline run file"
+    assert _metrics(tmp_path)  # the CSV log is kept alongside

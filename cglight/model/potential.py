@@ -125,13 +125,16 @@ class CGPotential(L.LightningModule):
         self.objective.calibrate(self.transfer_batch_to_device(b, self.device, 0) for b in batches)
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        if torch.is_inference_mode_enabled():
+            raise ConfigError("Hessian-vector products need autograd during evaluation: set trainer.inference_mode: false")
         with torch.enable_grad():
             out = self.evaluate(batch[keys.POS], batch[keys.BEAD_TYPES], create_graph=True)
             out.create_graph = stage == "train"
             total, logs = self.objective(batch, out)
         size = batch[keys.POS].shape[0]
         train = stage == "train"
-        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, batch_size=size, on_step=train, on_epoch=True, sync_dist=not train)
+        # training terms per step (train/<name>), evaluation terms per epoch (val/<name>, test/<name>)
+        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, batch_size=size, on_step=train, on_epoch=not train, sync_dist=not train)
         self.log(f"{stage}_loss", logs["loss"], batch_size=size, on_step=False, on_epoch=True, prog_bar=True, sync_dist=not train)
         return total if train else total.detach()
 
