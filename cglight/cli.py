@@ -33,6 +33,9 @@ log = logging.getLogger("cglight")
 
 def _setup() -> None:
     import torch
+    from jsonargparse import set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docs in --help
 
     threads = int(os.environ.get("CGLIGHT_NUM_THREADS", "1"))
     torch.set_num_threads(threads)
