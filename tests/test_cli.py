@@ -102,6 +102,11 @@ def test_malformed_config_key(tmp_path, capsys, monkeypatch):
         main(["fit", "--config", QUICKSTART, "--model.backbone.cutof", "5.0"])
     assert exc.value.code == 2
     assert "cutof" in capsys.readouterr().err
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("model:\n  lr: 1.0e-3\n")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(missing)])
+    assert "data.path" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  lr: fast\n")
     with pytest.raises(SystemExit):

@@ -105,3 +105,24 @@ def test_write_shard_refuses_nan_and_leaves_nothing(tmp_path):
     with pytest.raises(DatasetError, match="non-finite 'forces' at frame 0"):
         write_shard(tmp_path / "s.h5", arrays)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_probes_mode_dataset_written_by_hand(tmp_path):
+    """A dataset in 'probes' mode, written by a tool outside cglight from the public contract."""
+    from cglight.data import Manifest, ShardInfo, SystemInfo, write_manifest
+
+    rng = np.random.default_rng(0)
+    f, n, k = 6, 3, 2
+    arrays = {
+        keys.POS: rng.normal(size=(f, n, 3)), keys.FORCES: rng.normal(size=(f, n, 3)),
+        keys.PROBES: rng.choice([-1.0, 1.0], size=(f, k, 3 * n)), keys.HVP: rng.normal(size=(f, k, 3 * n)),
+        keys.FRAME_INDEX: np.arange(f),
+    }
+    digest = write_shard(tmp_path / "toy/shard-00000.h5", arrays)
+    system = SystemInfo(350.0, [1, 2, 1], ["A", "B", "A"], [[0, 1], [1, 2]], "custom", "probes")
+    write_manifest(tmp_path, Manifest({"toy": system}, [ShardInfo("toy/shard-00000.h5", "toy", f, digest)]))
+    batch = ShardDataset(tmp_path, verify_checksums=True).__getitems__([4, 1])
+    assert keys.HESSIAN not in batch
+    assert batch[keys.PROBES].shape == (2, k, 9)
+    assert torch.allclose(batch[keys.HVP][0], torch.from_numpy(arrays[keys.HVP][4]).float())
+    assert torch.allclose(batch[keys.BETA], torch.tensor(1 / (0.0019872041 * 350.0)))
