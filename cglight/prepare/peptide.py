@@ -8,6 +8,7 @@ OpenMM's ``Modeller`` adds hydrogens from the force field's own templates.
 from __future__ import annotations
 
 import io
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,10 +71,21 @@ def _pdb_text(atoms: list[_Atom]) -> str:
 
 
 def build_alanine_dipeptide(forcefield):
-    """Return ``(topology, positions)`` of ACE-ALA-NME with hydrogens, positions in nm (OpenMM Quantity)."""
+    """Return ``(topology, positions)`` of ACE-ALA-NME with hydrogens, positions in nm (OpenMM Quantity).
+
+    Deterministic: OpenMM's ``Modeller.addHydrogens`` starts some hydrogens at positions from
+    Python's ``random`` and relaxes them on the default platform, so the generator is seeded
+    (and restored afterwards) and the relaxation runs on the Reference platform.
+    """
+    import openmm as mm
     from openmm import app
 
     pdb = app.PDBFile(io.StringIO(_pdb_text(alanine_dipeptide_heavy_atoms())))
     modeller = app.Modeller(pdb.topology, pdb.positions)
-    modeller.addHydrogens(forcefield)
+    state = random.getstate()
+    try:
+        random.seed(20261129)
+        modeller.addHydrogens(forcefield, platform=mm.Platform.getPlatformByName("Reference"))
+    finally:
+        random.setstate(state)
     return modeller.topology, modeller.positions
