@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
-from cglight.errors import CGLightError
+from cglight.errors import CGLightError, DatasetError
 
 LIGHTNING = ("fit", "validate", "test")
 COMMANDS = {
@@ -106,7 +107,12 @@ def _lightning_main(argv: list[str]) -> None:
     from cglight.data.datamodule import CGDataModule
     from cglight.model.potential import CGPotential
 
+    from cglight.model.loss_curves import LossCurves
+
     class CGLightCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_lightning_class_args(LossCurves, "loss_curves")
+
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand]
             config.trainer.inference_mode = False  # Hessian-vector products need autograd in validation too
@@ -132,9 +138,19 @@ def _ensure_dataset(path: str, build: str | None) -> None:
     from cglight.data.manifest import MANIFEST
     from cglight.prepare.pipeline import prepare_dataset
 
-    if (Path(path) / MANIFEST).is_file() or build is None:
+    manifest = Path(path) / MANIFEST
+    if manifest.is_file() or build is None:
         return
     config = load_prepare_config(build)
+    rank = int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
+    if rank != 0:  # launched by torchrun/SLURM: rank 0 builds, the others wait for its manifest
+        log.info("rank %d: waiting for rank 0 to build %s", rank, path)
+        deadline = time.monotonic() + 4 * 3600
+        while not manifest.is_file():
+            if time.monotonic() > deadline:
+                raise DatasetError(f"rank {rank}: gave up waiting for {manifest} to be built by rank 0")
+            time.sleep(2.0)
+        return
     log.info("dataset %s not found: building it first from %s (%d frames)", path, build, config.frames)
     prepare_dataset(config, path, overwrite=False)
 

@@ -44,6 +44,8 @@ def test_smoke_fit_through_the_cli_then_load_checkpoint(tiny_dataset, tmp_path):
         assert float(train[0][key]) > 0, key
     assert 0 < float(val[0]["val/force"]) < 10 and 0 < float(val[0]["val/hvp_cov"]) < 10
     ckpt = tmp_path / "runs/cglight/version_0/checkpoints/last.ckpt"
+    png = tmp_path / "runs/cglight/version_0/loss_curves.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     from cglight import CGPotential, ShardDataset
 

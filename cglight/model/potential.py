@@ -115,9 +115,17 @@ class CGPotential(L.LightningModule):
 
     # ----------------------------------------------------------------- training
     def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        dataset = getattr(dm, "dataset", None)
+        if dataset is not None:
+            for name, system in dataset.manifest.systems.items():
+                if max(system.bead_types) >= self.net.config.max_z:
+                    raise ConfigError(
+                        f"system '{name}' has bead type {max(system.bead_types)} but model.backbone.max_z is "
+                        f"{self.net.config.max_z}; set max_z above every bead type"
+                    )
         if self.objective.calibrated:
             return
-        dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "calibration_batches"):
             batches = dm.calibration_batches(self.hparams.calibration_frames)
         else:
