@@ -159,3 +159,11 @@ def test_wandb_logger_works_offline(tiny_dataset, tmp_path, monkeypatch):
     (run,) = tmp_path.glob("runs/wandb/offline-run-*")
     assert list(run.glob("*.wandb")), "wandb wrote no offline run file"
     assert _metrics(tmp_path)  # the CSV log is kept alongside
+
+
+def test_bead_types_beyond_embedding_table(tiny_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "--config", QUICKSTART, "--data.path", str(tiny_dataset), "--data.build", "null", *SMALL,
+                 "--model.backbone.max_z", "3", "--trainer.fast_dev_run", "true"])
+    err = capsys.readouterr().err
+    assert code == 2 and "system 'ala2' has bead type 3 but model.backbone.max_z is 3" in err
