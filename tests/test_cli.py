@@ -69,6 +69,12 @@ def test_losses_override_and_validate(tiny_dataset, tmp_path, monkeypatch):
     assert any(r.get("val/hvp") for r in rows) and not any(r.get("val/hvp_cov") for r in rows)
     ckpt = tmp_path / "runs/cglight/version_0/checkpoints/last.ckpt"
     assert main(["validate", *args, "--model.losses", losses, "--ckpt_path", str(ckpt)]) == 0
+    # resuming keeps the normalisation estimated by the first run (it lives in the checkpoint)
+    before = torch.load(ckpt, weights_only=False)["state_dict"]["objective.terms.hvp.scale"]
+    assert main(["fit", *args, "--model.losses", losses, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+                 "--ckpt_path", str(ckpt)]) == 0
+    after = torch.load(tmp_path / "runs/cglight/version_2/checkpoints/last.ckpt", weights_only=False)  # 1: validate
+    assert after["epoch"] == 1 and torch.equal(after["state_dict"]["objective.terms.hvp.scale"], before)
 
 
 def test_unknown_loss_lists_available(tiny_dataset, tmp_path, capsys, monkeypatch):
