@@ -111,7 +111,9 @@ class CovarianceHVPLoss(HVPLoss):
     Use it together with a force term. Because the target holds the model's own forces, alone it
     has a spurious fixed point at ``U_θ = 0`` and its fixed point at the PMF Hessian is unstable
     (for a quadratic model ``A ← A P⁻¹ A``); force matching pins ``F_θ`` to the mean force and
-    makes the PMF Hessian the stable optimum (tests/losses/test_gaussian_training.py).
+    makes the PMF Hessian the stable optimum (tests/losses/test_gaussian_training.py). Keep its
+    normalised weight moderate relative to the force term: in benchmarks/gaussian_curvature.py
+    weights 1–3 improve the model Hessian and 30 diverges.
     Batch keys: ``hessian`` (or ``probes``/``hvp``), ``forces``, ``beta``. Config::
 
         model:
