@@ -120,7 +120,7 @@ class LossPluginTests:
         params = list(potential.parameters())
         grads = torch.autograd.grad(self._value(loss, batch, potential).loss, params)
         h = 1e-6
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             i = int(g.abs().flatten().argmax())
             flat = p.data.view(-1)
             flat[i] += h

@@ -47,7 +47,7 @@ class Objective(nn.Module):
             self.names.append(name)
             weights.append(float(weight))
         self.register_buffer("weights", torch.tensor(weights))
-        terms = dict(zip(self.names, weights))
+        terms = dict(zip(self.names, weights, strict=True))
         needy = [n for n, t in self.items() if t.needs_fitted_forces and terms[n] > 0]
         if needy and not any(t.fits_forces and terms[n] > 0 for n, t in self.items()):
             warnings.warn(

@@ -45,7 +45,7 @@ def plot_loss_curves(metrics_csv: str | Path, out: str | Path, terms: list[str])
 
     rows = _read(Path(metrics_csv))
     fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.4), squeeze=False)
-    for ax, term in zip(axes[0], terms):
+    for ax, term in zip(axes[0], terms, strict=True):
         for stage, style in (("train", dict(lw=0.8, alpha=0.7)), ("val", dict(marker="o", lw=1.5))):
             xs, ys = _series(rows, f"{stage}/{term}")
             if xs:

@@ -26,7 +26,9 @@ class CGMap:
     n_atoms: int
 
     def __post_init__(self) -> None:
-        for i, (a, w) in enumerate(zip(self.atoms, self.weights)):
+        if len(self.atoms) != len(self.weights):
+            raise ConfigError(f"map '{self.name}': {len(self.atoms)} atom lists but {len(self.weights)} weight lists")
+        for i, (a, w) in enumerate(zip(self.atoms, self.weights, strict=True)):
             if len(a) != len(w) or not a:
                 raise ConfigError(f"map '{self.name}': bead {i} has {len(a)} atoms but {len(w)} weights")
             if abs(sum(w) - 1.0) > 1e-8:
@@ -39,7 +41,7 @@ class CGMap:
     def matrix(self) -> np.ndarray:
         """``M`` as an ``[n, N]`` matrix of per-atom weights (the same for x, y and z)."""
         m = np.zeros((self.n_beads, self.n_atoms))
-        for i, (a, w) in enumerate(zip(self.atoms, self.weights)):
+        for i, (a, w) in enumerate(zip(self.atoms, self.weights, strict=True)):
             m[i, a] = w
         return m
 

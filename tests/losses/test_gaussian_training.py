@@ -5,7 +5,6 @@ wrong, bare ``BᵀKB`` with ``hvp``."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 

@@ -73,7 +73,7 @@ def test_parameter_gradient_of_hvp_loss_is_third_order_exact():
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss(), params, allow_unused=True)
     checked = 0
-    for p, gp in list(zip(params, grads))[::4]:
+    for p, gp in list(zip(params, grads, strict=True))[::4]:
         if gp is None or gp.abs().max() == 0:
             continue
         i = int(gp.abs().flatten().argmax())
