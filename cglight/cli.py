@@ -21,7 +21,6 @@ from pathlib import Path
 
 from cglight.errors import CGLightError, DatasetError
 
-LIGHTNING = ("fit", "validate", "test")
 COMMANDS = {
     "prepare": "build a dataset: all-atom OpenMM MD, CG map, mapped forces, projected Hessians, shards",
     "fit": "train a CG potential (LightningCLI; --config FILE, --print_config)",

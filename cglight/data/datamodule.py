@@ -70,10 +70,6 @@ class CGDataModule(L.LightningDataModule):
             val.append(frames[len(frames) - n_val :])
         return np.concatenate(train), np.concatenate(val)
 
-    @property
-    def temperature(self) -> dict[str, float]:
-        return {n: s.temperature for n, s in self.dataset.manifest.systems.items()}
-
     def _loader(self, frames: np.ndarray, shuffle: bool) -> DataLoader:
         sampler = SystemBatchSampler(frames, self.dataset.system_of_frame[frames], self.batch_size, shuffle, self.seed)
         return DataLoader(

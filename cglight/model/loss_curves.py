@@ -38,13 +38,14 @@ def _series(rows: list[dict[str, str]], key: str) -> tuple[list[float], list[flo
 
 def plot_loss_curves(metrics_csv: str | Path, out: str | Path, terms: list[str]) -> Path:
     """Draw ``train/<term>`` and ``val/<term>`` from a Lightning CSV log into ``out`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure on the Agg canvas: no pyplot state, and the caller's backend is left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows = _read(Path(metrics_csv))
-    fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(terms), 3.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(terms), squeeze=False)
     for ax, term in zip(axes[0], terms, strict=True):
         for stage, style in (("train", dict(lw=0.8, alpha=0.7)), ("val", dict(marker="o", lw=1.5))):
             xs, ys = _series(rows, f"{stage}/{term}")
@@ -59,7 +60,6 @@ def plot_loss_curves(metrics_csv: str | Path, out: str | Path, terms: list[str])
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 
