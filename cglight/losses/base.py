@@ -7,7 +7,7 @@ group and configured as ``model.losses.<name>: {weight: w, <its own arguments>}`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -30,6 +30,11 @@ class ModelOutput:
     forces: Tensor
     pos: Tensor
     create_graph: bool = True
+    force_fn: Callable[[Tensor], Tensor] | None = None
+    """The model's forces at other positions: ``force_fn(pos [M, n, 3]) -> [M, n, 3]`` with ``M`` a
+    multiple of the batch size (the batch's frames repeated in blocks, bead types alike),
+    differentiable in the parameters. Finite-difference Hessian-vector products use it; ``None``
+    when the producer of this output cannot re-evaluate the model."""
 
     def hvp(self, v: Tensor) -> Tensor:
         """``∇²U_θ(pos) · v`` for ``v`` shaped like ``pos`` ([B, n, 3]), in kcal/mol/Å² × [v]."""
@@ -77,6 +82,12 @@ class LossTerm(nn.Module):
     def target_second_moment(self, batch: Mapping[str, Tensor]) -> Tensor | None:
         """Mean squared component of this term's target over ``batch`` (no model involved)."""
         return None
+
+    @property
+    def autograd_order(self) -> int:
+        """Order of autograd through the backbone that training this term needs: 2 for terms on
+        forces (the parameter gradient of a position gradient), 3 for exact Hessian-vector products."""
+        return 3 if self.needs_hvp else 2
 
     @property
     def calibrated(self) -> bool:

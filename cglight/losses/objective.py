@@ -47,6 +47,7 @@ class Objective(nn.Module):
             self.names.append(name)
             weights.append(float(weight))
         self.register_buffer("weights", torch.tensor(weights))
+        self.step = 0
         terms = dict(zip(self.names, weights, strict=True))
         needy = [n for n, t in self.items() if t.needs_fitted_forces and terms[n] > 0]
         if needy and not any(t.fits_forces and terms[n] > 0 for n, t in self.items()):
@@ -64,6 +65,15 @@ class Objective(nn.Module):
     @property
     def needs_hvp(self) -> bool:
         return any(t.needs_hvp for _, t in self.items())
+
+    @property
+    def autograd_order(self) -> int:
+        """The highest autograd order any term needs (see :attr:`LossTerm.autograd_order`)."""
+        return max(t.autograd_order for _, t in self.items())
+
+    def set_step(self, step: int) -> None:
+        """Tell the objective the optimiser step about to be taken (for weight schedules)."""
+        self.step = int(step)
 
     @property
     def calibrated(self) -> bool:
