@@ -43,6 +43,26 @@ class ModelOutput:
         (g,) = torch.autograd.grad(self.forces, self.pos, grad_outputs=v, create_graph=self.create_graph, retain_graph=True)
         return -g
 
+    def hvp_fd(self, v: Tensor, eps: float, central: bool = False) -> Tensor:
+        """``∇²U_θ · v`` for ``K`` probes at once, ``v [K, B, n, 3]``, by finite differences of the forces.
+
+        One-sided (default): ``−(F(R + εv) − F(R)) / ε``, reusing ``F(R)``: one batched forward of
+        ``K·B`` frames, error O(ε). Central: ``−(F(R + εv) − F(R − εv)) / 2ε``: ``2K·B`` frames,
+        error O(ε²). Differentiable in the parameters like :attr:`forces`; needs :attr:`force_fn`.
+        """
+        if self.force_fn is None:
+            raise RuntimeError("finite-difference HVPs need ModelOutput.force_fn (the model's forces at other positions)")
+        if v.dim() != self.pos.dim() + 1 or v.shape[1:] != self.pos.shape:
+            raise ValueError(f"probes must be [K, *pos.shape] = [K, {', '.join(map(str, self.pos.shape))}], got {tuple(v.shape)}")
+        k, base = v.shape[0], self.pos.detach()
+        frame = base.shape[1:]
+        if central:
+            shifted = torch.cat([base + eps * v, base - eps * v]).reshape(-1, *frame)
+            f = self.force_fn(shifted).reshape(2, k, *base.shape)
+            return -(f[0] - f[1]) / (2 * eps)
+        f = self.force_fn((base + eps * v).reshape(-1, *frame)).reshape(k, *base.shape)
+        return -(f - self.forces.unsqueeze(0)) / eps
+
 
 @dataclass
 class LossResult:

@@ -101,7 +101,16 @@ class CGPotential(L.LightningModule):
             pos = pos.detach().requires_grad_(True)
             energy = self.energy(pos, bead_types)
             (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        return ModelOutput(energy, -grad, pos, create_graph)
+        types = torch.as_tensor(bead_types, device=pos.device)
+
+        def force_fn(p: Tensor) -> Tensor:
+            t = types if types.dim() == 1 else types.repeat(p.shape[0] // types.shape[0], 1)
+            with torch.enable_grad():
+                p = p.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(self.energy(p, t).sum(), p, create_graph=True)
+            return -g
+
+        return ModelOutput(energy, -grad, pos, create_graph, force_fn)
 
     def forces(self, pos: Tensor, bead_types: Tensor) -> Tensor:
         """Forces (kcal/mol/Å), detached."""
