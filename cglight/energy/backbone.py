@@ -3,9 +3,9 @@
 Two ways to choose one (``model.backbone``):
 
 - a torchmd-net representation model by registry name (``graph-network``,
-  ``equivariant-transformer``, ``tensornet``, ``transformer``), configured by the common fields of
+  ``equivariant-transformer``, ``tensornet``), configured by the common fields of
   :class:`BackboneConfig` (torchmd-net's own argument names) plus ``options`` for the arguments
-  only that model has (e.g. ``{distance_influence: both}`` for ``transformer``);
+  only that model has (e.g. ``{equivariance_invariance_group: SO(3)}`` for ``tensornet``);
 - any ``nn.Module`` by dotted class path (``name: mypackage.nets.MyNet``), built as
   ``MyNet(**options)``. It must implement the backbone interface::
 
@@ -37,7 +37,7 @@ class BackboneConfig:
     """A backbone: a torchmd-net model by name, or an ``nn.Module`` by dotted class path."""
 
     name: str = "graph-network"
-    """A registry name (graph-network, equivariant-transformer, tensornet, transformer) or a dotted class path."""
+    """A registry name (graph-network, equivariant-transformer, tensornet) or a dotted class path."""
     embedding_dimension: int = 64
     num_layers: int = 3
     num_rbf: int = 32
@@ -51,9 +51,9 @@ class BackboneConfig:
     """Size of the bead-type embedding table: every bead type must be smaller."""
     max_num_neighbors: int = 32
     neighbor_embedding: bool = True
-    """graph-network, equivariant-transformer and transformer."""
+    """graph-network and equivariant-transformer."""
     num_heads: int = 8
-    """equivariant-transformer and transformer."""
+    """equivariant-transformer only."""
     options: dict[str, Any] = field(default_factory=dict)
     """Further keyword arguments of the chosen class (checked against its signature)."""
 
@@ -90,10 +90,6 @@ BACKBONES: dict[str, TorchMDNetModel] = {
     ),
     "equivariant-transformer": TorchMDNetModel(
         "torchmdnet.models.torchmd_et:TorchMD_ET", True,
-        lambda c: {"num_heads": c.num_heads, "neighbor_embedding": c.neighbor_embedding},
-    ),
-    "transformer": TorchMDNetModel(
-        "torchmdnet.models.torchmd_t:TorchMD_T", False,
         lambda c: {"num_heads": c.num_heads, "neighbor_embedding": c.neighbor_embedding},
     ),
     "tensornet": TorchMDNetModel("torchmdnet.models.tensornet:TensorNet", False, lambda c: {"static_shapes": False}),
