@@ -8,8 +8,10 @@ the fitting frames are histogrammed. The free energy of ``x`` with its Jacobian 
 is the potential that would produce the histogram on its own (``p(x)`` the normalised histogram
 density at the bin centre). Bonds and angles: a weighted least-squares fit of a parabola
 ``c₀ + c₁x + c₂x²`` to ``F`` over the occupied bins, weights = bin counts (the inverse variance of
-``ln count``), gives ``k = 2c₂`` and ``x₀ = −c₁/2c₂``; a parabola that does not open upwards is an
-error. Dihedrals: the same fit with ``c₀ + Σₙ aₙ cos nφ + bₙ sin nφ`` over (−π, π]; empty bins
+``ln count``), gives ``k = 2c₂`` and ``x₀ = −c₁/2c₂``. When the histogram is too sparse for that
+(fewer than 3 occupied bins, or a parabola that does not open upwards), the same harmonic model is
+fitted by its moments instead, with a warning: ``x₀`` and ``σ²`` are the mean and variance of the
+samples reweighted by ``1/J(x)`` (which turns ``p`` into ``p/J``), and ``k = k_B T / σ²``. Dihedrals: the same fit with ``c₀ + Σₙ aₙ cos nφ + bₙ sin nφ`` over (−π, π]; empty bins
 carry no weight, so unsampled dihedral regions are not constrained by the prior. Repulsion:
 ``σ`` = the ``quantile`` of the pair distances, ``ε = k_B T``. Bins span the samples' range
 (angles within [0, π]); there are at most ``bins`` of them and at most one per 20 samples (at
@@ -18,6 +20,7 @@ least 8). A bead-type tuple with fewer than ``min_samples`` samples is an error 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from cglight.energy.topology import Topology, canonical
 from cglight.errors import ConfigError
 
 Key = tuple[int, ...]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,15 +87,20 @@ def _weighted_lstsq(design: Tensor, target: Tensor, weights: Tensor) -> Tensor:
 def fit_harmonic(kind: str, x: Tensor, kT: float, bins: int) -> tuple[list[float], FitCurve]:
     centres, f, counts = free_energy(kind, x, kT, n_bins(len(x), bins))
     use = counts > 0
-    if int(use.sum()) < 3:
-        raise ConfigError(f"prior '{kind}': the samples fill {int(use.sum())} histogram bins; need at least 3 to fit a parabola")
     mid = float(x.mean())
     t = centres[use] - mid
-    c = _weighted_lstsq(torch.stack([torch.ones_like(t), t, t * t], 1), f[use], counts[use])
-    if not c[2] > 0:
-        raise ConfigError(f"prior '{kind}': the histogram free energy is not confining (fitted curvature {float(c[2]):.3g} <= 0)")
-    k = 2 * float(c[2])
-    return [k, mid - float(c[1]) / k], FitCurve(kind, (), centres, f, len(x))
+    c = _weighted_lstsq(torch.stack([torch.ones_like(t), t, t * t], 1), f[use], counts[use]) if int(use.sum()) >= 3 else None
+    if c is not None and c[2] > 0:
+        k = 2 * float(c[2])
+        return [k, mid - float(c[1]) / k], FitCurve(kind, (), centres, f, len(x))
+    # too sparse a histogram for a parabola: the same model by its moments, p/J reweighted by 1/J
+    w = 1.0 / JACOBIANS[kind](x)
+    x0 = float((w * x).sum() / w.sum())
+    var = float((w * (x - x0).pow(2)).sum() / w.sum())
+    if not var > 0:
+        raise ConfigError(f"prior '{kind}': all {len(x)} samples of a term have the same value; cannot fit a spring")
+    log.warning("prior '%s': histogram of %d samples too sparse for a parabola; fitted by Jacobian-weighted moments", kind, len(x))
+    return [kT / var, x0], FitCurve(kind, (), centres, f, len(x))
 
 
 def fit_fourier(x: Tensor, kT: float, terms: int, bins: int) -> tuple[list[float], FitCurve]:
