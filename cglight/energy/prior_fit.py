@@ -1,4 +1,4 @@
-"""Fitting the priors by Boltzmann inversion of bead-geometry histograms (docs/method.md, "Priors").
+"""Fitting the priors by Boltzmann inversion of bead-geometry histograms (docs/method.md §7).
 
 For each prior kind and bead-type tuple, the internal coordinates ``x`` of all matching terms in
 the fitting frames are histogrammed. The free energy of ``x`` with its Jacobian divided out,

@@ -3,7 +3,7 @@
 Each prior kind is a :class:`PriorTerm`, a module whose parameters are buffers keyed by bead-type
 tuples (``keys [P, arity]``, ``params [P, m]``); they are fitted from data once
 (:mod:`cglight.energy.prior_fit`) and travel in the checkpoint. Forms (``x`` the term's internal
-coordinate, see docs/method.md, "Priors"):
+coordinate, see docs/method.md §7):
 
 | kind | coordinate | energy | params |
 | --- | --- | --- | --- |
