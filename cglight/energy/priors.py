@@ -178,10 +178,20 @@ class FourierDihedrals(PriorTerm):
         return geometry.dihedrals(pos, index)
 
     def curve(self, params: Tensor, x: Tensor) -> Tensor:
-        n = torch.arange(1, self.config.terms + 1, dtype=x.dtype, device=x.device)
-        nx = x.unsqueeze(-1) * n
-        a, b = params[..., : self.config.terms], params[..., self.config.terms :]
-        return (a * torch.cos(nx) + b * torch.sin(nx)).sum(-1)
+        return self._series(params, torch.cos(x), torch.sin(x))
+
+    def _series(self, params: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """``Σₙ aₙ cos nφ + bₙ sin nφ`` from ``cos φ``, ``sin φ`` by the angle-addition recurrence."""
+        total, c, s = 0.0, cos, sin
+        for n in range(self.config.terms):
+            total = total + params[..., n] * c + params[..., self.config.terms + n] * s
+            c, s = c * cos - s * sin, s * cos + c * sin
+        return total
+
+    def energy(self, pos: Tensor, index: Tensor, rows: Tensor) -> Tensor:
+        if index.numel() == 0:
+            return pos.new_zeros(pos.shape[0])
+        return self._series(self.params[rows].to(pos.dtype), *geometry.dihedral_cos_sin(pos, index)).sum(-1)
 
 
 class Repulsion(PriorTerm):
