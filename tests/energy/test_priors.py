@@ -129,11 +129,14 @@ def test_dropping_the_jacobian_would_be_caught(bins):
 
 def test_prior_energy_is_the_closed_form():
     fitted, model = _fit(2000)
-    pos, _ = _chain(3, seed=9)
+    pos, (r, theta, phi) = _chain(3, seed=9)  # the chain is built from these internal coordinates
     terms = model.double().energy_terms(pos, torch.tensor([0, 1, 2, 3]))
-    r = pos[:, [1, 2, 3]] - pos[:, [0, 1, 2]]
-    expected = sum(0.5 * fitted["bonds"][key][0] * (r[:, i].norm(dim=-1) - fitted["bonds"][key][1]) ** 2 for i, key in enumerate(BOND))
-    assert torch.allclose(terms["bonds"], expected, rtol=1e-6)
+    bonds = sum(0.5 * fitted["bonds"][key][0] * (r[i] - fitted["bonds"][key][1]) ** 2 for i, key in enumerate(BOND))
+    angles = sum(0.5 * fitted["angles"][key][0] * (theta[i] - fitted["angles"][key][1]) ** 2 for i, key in enumerate(ANGLE))
+    a1, a2, b1, b2 = fitted["dihedrals"][(0, 1, 2, 3)]
+    dihedrals = a1 * np.cos(phi) + a2 * np.cos(2 * phi) + b1 * np.sin(phi) + b2 * np.sin(2 * phi)
+    for name, expected in (("bonds", bonds), ("angles", angles), ("dihedrals", dihedrals)):
+        assert np.allclose(terms[name].detach().numpy(), expected, rtol=1e-9), name
     assert torch.equal(terms["repulsion"], torch.zeros(3, dtype=terms["repulsion"].dtype))  # turned off
 
 
