@@ -62,13 +62,18 @@ def js(p: np.ndarray, q: np.ndarray) -> float:
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
 
 
-def kl_samples(reference: np.ndarray, model: np.ndarray, bins: int | None = None, alpha: float = DEFAULT_ALPHA) -> float:
-    """``KL(P_ref ‖ P_model)`` from samples ``[N]`` or ``[N, d]`` by the shared-bin estimator."""
-    edges = shared_edges(reference, model, bins)
+def kl_samples(
+    reference: np.ndarray, model: np.ndarray, bins: int | None = None, alpha: float = DEFAULT_ALPHA, edges: list[np.ndarray] | None = None
+) -> float:
+    """``KL(P_ref ‖ P_model)`` from samples ``[N]`` or ``[N, d]`` by the shared-bin estimator
+    (``edges`` fixes the bins, e.g. ``[-π, π]`` for angles; default: the pooled range)."""
+    edges = edges or shared_edges(reference, model, bins)
     return kl(histogram(reference, edges, alpha), histogram(model, edges, alpha))
 
 
-def js_samples(reference: np.ndarray, model: np.ndarray, bins: int | None = None, alpha: float = DEFAULT_ALPHA) -> float:
+def js_samples(
+    reference: np.ndarray, model: np.ndarray, bins: int | None = None, alpha: float = DEFAULT_ALPHA, edges: list[np.ndarray] | None = None
+) -> float:
     """Jensen–Shannon divergence from samples by the shared-bin estimator."""
-    edges = shared_edges(reference, model, bins)
+    edges = edges or shared_edges(reference, model, bins)
     return js(histogram(reference, edges, alpha), histogram(model, edges, alpha))
