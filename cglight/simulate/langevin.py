@@ -112,29 +112,27 @@ class LangevinIntegrator:
         return state
 
     def _forces(self, state: LangevinState) -> Tensor:
+        ok = state.alive & torch.isfinite(state.pos).flatten(1).all(1)
+        if bool(ok.all()):  # the usual case: one call on the whole batch, no gather/scatter
+            return self.force_fn(state.pos).detach().to(state.pos)
         forces = torch.zeros_like(state.pos)
-        idx = (state.alive & torch.isfinite(state.pos).flatten(1).all(1)).nonzero().squeeze(-1)
+        idx = ok.nonzero().squeeze(-1)
         if len(idx):
             forces[idx] = self.force_fn(state.pos[idx]).detach().to(forces)
         return forces
 
     def _retire(self, state: LangevinState, prev_pos: Tensor, prev_vel: Tensor, prev_forces: Tensor) -> None:
-        bad = state.alive & ~(torch.isfinite(state.pos).flatten(1).all(1) & torch.isfinite(state.forces).flatten(1).all(1))
-        reasons = {int(i): "positions or forces became NaN/inf" for i in bad.nonzero().squeeze(-1)}
-        if self.check_fn is not None:
-            ok = torch.ones_like(bad)
-            live = (state.alive & ~bad).nonzero().squeeze(-1)
-            if len(live):
-                ok[live] = self.check_fn(state.pos[live]).to(torch.bool)
-            failed = state.alive & ~bad & ~ok
-            reasons.update({int(i): "failed the physical check (e.g. a bond stretched past its limit)" for i in failed.nonzero().squeeze(-1)})
-            bad = bad | failed
-        if bad.any():
-            for i, why in reasons.items():
-                state.failures[i] = f"step {state.step}: {why}"
-            # freeze the replica at its last good state
-            state.pos[bad], state.vel[bad], state.forces[bad] = prev_pos[bad], prev_vel[bad], prev_forces[bad]
-            state.alive = state.alive & ~bad
+        finite = torch.isfinite(state.pos).flatten(1).all(1) & torch.isfinite(state.forces).flatten(1).all(1)
+        ok = finite if self.check_fn is None else finite & self.check_fn(state.pos).to(torch.bool)
+        bad = state.alive & ~ok
+        if not bool(bad.any()):
+            return
+        for i in bad.nonzero().squeeze(-1).tolist():
+            why = "positions or forces became NaN/inf" if not finite[i] else "failed the physical check (e.g. a bond stretched past its limit)"
+            state.failures[i] = f"step {state.step}: {why}"
+        # freeze the replica at its last good state
+        state.pos[bad], state.vel[bad], state.forces[bad] = prev_pos[bad], prev_vel[bad], prev_forces[bad]
+        state.alive = state.alive & ~bad
 
     @torch.no_grad()
     def run(self, state: LangevinState, steps: int, callback: Callable[[LangevinState], None] | None = None) -> LangevinState:
@@ -145,7 +143,7 @@ class LangevinIntegrator:
         noise = ((1 - self.c**2) * self.kt / masses).sqrt()[:, None]
         half = 0.5 * self.h
         for _ in range(steps):
-            prev = (state.pos.clone(), state.vel.clone(), state.forces.clone())
+            prev = (state.pos, state.vel, state.forces)  # never modified in place below
             live = state.alive[:, None, None]
             vel = state.vel + half * self._accel(state.forces, masses)
             pos = state.pos + half * vel
