@@ -72,3 +72,24 @@ def test_simulate_then_evaluate_round_trip(checkpoint, tiny_dataset, tmp_path):
 def test_simulate_errors_are_one_line(tmp_path, capsys):
     assert main(["simulate", "--checkpoint", str(tmp_path / "missing.ckpt"), "--starts", str(tmp_path)]) == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_validation_by_simulation_logs_slow_mode_metrics(tiny_dataset, tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    args = ["fit", "--config", str(root / "configs/quickstart.yaml"), "--data.path", str(tiny_dataset), "--data.build", "null",
+            "--trainer.max_epochs", "1", "--model.backbone.embedding_dimension", "16", "--model.backbone.num_layers", "1",
+            "--data.batch_size", "8", "--simulation_check.enabled", "true", "--simulation_check.replicas", "4",
+            "--simulation_check.steps", "60", "--simulation_check.save_every", "10", "--simulation_check.lag", "2"]
+    r = subprocess.run([sys.executable, "-m", "cglight.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (path,) = tmp_path.glob("runs/cglight/version_*/metrics.csv")
+    rows = [row for row in csv.DictReader(open(path)) if row.get("val/sim_kl_tic1")]
+    assert len(rows) == 1
+    assert 0 <= float(rows[0]["val/sim_js_tic1"]) <= np.log(2) and float(rows[0]["val/sim_kl_tic1"]) >= 0
+    assert 0 <= float(rows[0]["val/sim_stopped"]) <= 1
