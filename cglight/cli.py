@@ -4,6 +4,8 @@
     cglight fit      --config configs/quickstart.yaml      (LightningCLI)
     cglight validate --config ... --ckpt_path ...          (LightningCLI)
     cglight test     --config ... --ckpt_path ...          (LightningCLI)
+    cglight simulate --config configs/simulate/ala2.yaml   (batched CG Langevin dynamics)
+    cglight evaluate --config configs/evaluate/ala2.yaml   (TICA, KL/JS, plots, report)
     cglight plugins                                        (registered loss plugins)
 
 Errors caused by input are printed as one line, without a traceback, and exit with status 2.
@@ -26,6 +28,8 @@ COMMANDS = {
     "fit": "train a CG potential (LightningCLI; --config FILE, --print_config)",
     "validate": "evaluate the losses on the validation split (LightningCLI)",
     "test": "evaluate the losses on the test split (LightningCLI)",
+    "simulate": "Langevin dynamics of a trained model from reference starts (--config FILE)",
+    "evaluate": "compare simulated and reference ensembles: TICA, KL/JS, plots, report (--config FILE)",
     "plugins": "list the registered loss plugins",
 }
 log = logging.getLogger("cglight")
@@ -81,6 +85,29 @@ def load_prepare_config(path: str | os.PathLike):
     return _prepare_config(_prepare_parser().parse_args(["--config", str(path), "--out", "unused"]))
 
 
+def _dataclass_main(argv: list[str], command: str, config_cls, run) -> None:
+    """A subcommand whose options are the fields of ``config_cls`` (YAML via --config, or flags)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog=f"cglight {command}", description=COMMANDS[command], default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
+    parser.add_class_arguments(config_cls, as_group=True)
+    values = parser.parse_args(argv)
+    run(config_cls(**{k: values[k] for k in config_cls.__dataclass_fields__}))
+
+
+def simulate_main(argv: list[str]) -> None:
+    from cglight.simulate.run import SimulateConfig, simulate
+
+    _dataclass_main(argv, "simulate", SimulateConfig, simulate)
+
+
+def evaluate_main(argv: list[str]) -> None:
+    from cglight.evaluate.run import EvaluateConfig, evaluate
+
+    _dataclass_main(argv, "evaluate", EvaluateConfig, evaluate)
+
+
 def plugins_main(argv: list[str]) -> None:
     from cglight.losses.registry import GROUP, discover
 
@@ -107,10 +134,13 @@ def _lightning_main(argv: list[str]) -> None:
     from cglight.model.potential import CGPotential
 
     from cglight.model.loss_curves import LossCurves
+    from cglight.model.simulation_check import SimulationValidation
 
     class CGLightCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(LossCurves, "loss_curves")
+            parser.add_lightning_class_args(SimulationValidation, "simulation_check")
+            parser.link_arguments("data.path", "simulation_check.reference")
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand]
@@ -172,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             prepare_main(rest)
         elif command == "plugins":
             plugins_main(rest)
+        elif command == "simulate":
+            simulate_main(rest)
+        elif command == "evaluate":
+            evaluate_main(rest)
         else:
             _lightning_main([command, *rest])
     except CGLightError as exc:

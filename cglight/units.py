@@ -21,3 +21,12 @@ def beta(temperature: float) -> float:
     if temperature <= 0:
         raise ValueError(f"temperature must be positive (kelvin), got {temperature!r}")
     return 1.0 / (KB_KCAL_PER_MOL_K * temperature)
+
+FS_TO_PS: float = 1.0e-3
+KCAL_PER_MOL_TO_AMU_A2_PER_PS2: float = 418.4
+"""kcal/mol → amu·Å²/ps² (1 amu·Å²/ps² = 10 J/mol): turns force/mass into Å/ps²."""
+
+
+def kt(temperature: float) -> float:
+    """Thermal energy k_B T in kcal/mol."""
+    return 1.0 / beta(temperature)

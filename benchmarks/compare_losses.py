@@ -1,0 +1,159 @@
+"""Force matching against Hessian matching, end to end: fit → simulate → evaluate, several seeds.
+
+    python benchmarks/compare_losses.py --config configs/compare/ala2.yaml [--seeds 0 1 2] [--out comparisons/ala2]
+
+For every loss set of the comparison config (same data, priors, backbone and budget) and every
+training seed, this runs ``cglight fit``, ``cglight simulate`` and ``cglight evaluate`` through
+the real command line, estimates the reference PMF Hessian at a few configurations by
+constrained all-atom sampling (once, cached), measures each trained model's Hessian error there,
+and prints one table: loss → KL(reference ‖ model) along TIC1 (mean over seeds, with the spread
+and every seed's bootstrap interval), JS, 2-D KL, (φ, ψ) KL where defined, and the PMF-Hessian
+error. Wall times of every stage are printed and saved in ``OUT/summary.json``.
+
+The comparison config (YAML):
+
+    fit: configs/quickstart.yaml          # the base fit config
+    fit_args: [--trainer.max_epochs, "20"]  # extra fit options shared by every run
+    losses:                                # name → model.losses
+      force: {force: {weight: 1.0}}
+      force+hvp: {force: {weight: 1.0}, hvp: {weight: 0.1, probes: 4}}
+      force+hvp_cov: {force: {weight: 1.0}, hvp_cov: {weight: 0.1, probes: 4}}
+    simulate: configs/simulate/ala2.yaml
+    evaluate: configs/evaluate/ala2.yaml
+    pmf_hessian: {frames: 4, samples: 2000}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+def run(args: list[str], log: Path) -> float:
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "cglight.cli", *args], stdout=f, stderr=subprocess.STDOUT)
+    if r.returncode:
+        sys.exit(f"failed: cglight {' '.join(args)} (see {log})")
+    return time.perf_counter() - t
+
+
+def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
+    """Reference PMF Hessians at ``frames`` evenly spaced frames of the dataset's first system."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import h5py
+    import mdtraj as md
+    import openmm as mm
+
+    from cglight.data import keys
+    from cglight.data.manifest import read_manifest
+    from cglight.prepare.pmf_hessian import conditional_pmf_hessian
+
+    manifest = read_manifest(data)
+    name, info = next(iter(manifest.systems.items()))
+    ref = info.reference
+    system = mm.XmlSerializer.deserialize((data / ref["system"]).read_text())
+    traj = md.load(str(data / ref["trajectory"]), top=str(data / ref["topology"]))
+    shard = next(s for s in manifest.shards if s.system == name)
+    with h5py.File(data / shard.path, "r") as f:
+        index = f[keys.FRAME_INDEX][:]
+        pos = f[keys.POS][:]
+    picks = np.linspace(0, len(index) - 1, frames).astype(int)
+    mapped = [atoms[0] for atoms in info.map["atoms"]]
+    out = {"system": name, "frames": []}
+    t = time.perf_counter()
+    for i in picks:
+        est = conditional_pmf_hessian(system, traj.xyz[index[i]], mapped, info.temperature, samples=samples)
+        out["frames"].append({"pos": pos[i].tolist(), "hessian": est.hessian.tolist(), "stderr": est.frobenius_stderr})
+    out["seconds"] = time.perf_counter() - t
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def hessian_error(checkpoint: Path, reference: dict, bead_types: list[int]) -> float:
+    """Mean relative Frobenius error of the model Hessian at the reference configurations."""
+    import torch
+
+    from cglight.model.potential import CGPotential
+
+    model = CGPotential.load_from_checkpoint(checkpoint, map_location="cpu").eval().double()
+    errs = []
+    for frame in reference["frames"]:
+        pos = torch.tensor(frame["pos"], dtype=torch.float64)[None]
+        d = pos.numel()
+        cols = [model.hvp(pos, torch.tensor(bead_types), torch.eye(d, dtype=torch.float64)[k].reshape(pos.shape)).flatten() for k in range(d)]
+        h, ref = torch.stack(cols, 1).numpy(), np.asarray(frame["hessian"])
+        errs.append(np.linalg.norm(0.5 * (h + h.T) - ref) / np.linalg.norm(ref))
+    return float(np.mean(errs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    config = yaml.safe_load(Path(args.config).read_text())
+    out = Path(args.out or f"comparisons/{Path(args.config).stem}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("CGLIGHT_PROGRESS", "0")
+    sim_cfg = yaml.safe_load(Path(config["simulate"]).read_text())
+    data = Path(sim_cfg["starts"])
+    times: dict[str, float] = {}
+    pmf_cfg = config.get("pmf_hessian")
+    reference = None
+    if pmf_cfg:
+        t = time.perf_counter()
+        reference = pmf_hessians(data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000), out / "pmf_hessians.json")
+        times["pmf_hessian"] = time.perf_counter() - t
+    from cglight.data.manifest import read_manifest
+
+    bead_types = next(iter(read_manifest(data).systems.values())).bead_types
+    results: dict[str, list[dict]] = {}
+    for loss_name, losses in config["losses"].items():
+        for seed in args.seeds:
+            tag = f"{loss_name.replace('+', '_')}-seed{seed}"
+            run_dir = out / tag
+            run_dir.mkdir(exist_ok=True)
+            ckpt = run_dir / "fit/cglight/version_0/checkpoints/last.ckpt"
+            timing = {}
+            if not ckpt.is_file():
+                timing["fit"] = run(["fit", "--config", config["fit"], *config.get("fit_args", []), "--model.losses", json.dumps(losses),
+                                     "--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir / "fit"),
+                                     "--trainer.logger.init_args.save_dir", str(run_dir / "fit")], run_dir / "fit.log")
+            if not (run_dir / "eval/metrics.json").is_file():
+                timing["simulate"] = run(["simulate", "--config", config["simulate"], "--checkpoint", str(ckpt), "--seed", str(seed),
+                                          "--out", str(run_dir / "sim")], run_dir / "simulate.log")
+                timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--simulation", str(run_dir / "sim"),
+                                          "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
+            metrics = next(iter(json.loads((run_dir / "eval/metrics.json").read_text())["systems"].values()))
+            if reference is not None:
+                metrics["pmf_hessian_error"] = hessian_error(ckpt, reference, bead_types)
+            metrics["seconds"] = timing
+            results.setdefault(loss_name, []).append(metrics)
+            print(f"{tag}: KL TIC1 {metrics['kl_tic1']['value']:.3f} {timing}", flush=True)
+
+    def summary(values: list[float]) -> str:
+        return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
+
+    print(f"\n{'losses':<16} {'KL TIC1':>15} {'JS TIC1':>15} {'KL TIC1/2':>15} {'KL (φ,ψ)':>15} {'Hessian err':>15}  per-seed KL TIC1 [interval]")
+    for name, rows in results.items():
+        cells = [summary([r[k]["value"] for r in rows]) if k in rows[0] else "–" for k in ("kl_tic1", "js_tic1", "kl_tic12", "kl_phi_psi")]
+        herr = summary([r["pmf_hessian_error"] for r in rows]) if "pmf_hessian_error" in rows[0] else "–"
+        seeds = ", ".join(f"{r['kl_tic1']['value']:.3f} [{r['kl_tic1']['low']:.3f}, {r['kl_tic1']['high']:.3f}]" for r in rows)
+        print(f"{name:<16} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {cells[3]:>15} {herr:>15}  {seeds}")
+    (out / "summary.json").write_text(json.dumps({"results": results, "seconds": times}, indent=2) + "\n")
+    print(f"\nwall times (s): {times}; per run in {out / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Batched CG Langevin speed: cglight's integrator against torchmd's, in one run.
+
+    python benchmarks/simulate_speed.py [--beads 10 35] [--replicas 32] [--steps 300]
+
+The same untrained ``graph-network`` energy (the quickstart's backbone) drives both; printed are
+replica-steps per second for cglight's BAOAB integrator, torchmd 1.1.2's integrator (an
+optional benchmark dependency: ``pip install --no-deps torchmd==1.1.2``), and the model's bare
+forward + gradient on the same batch, which bounds both. The box is passed to torchmd but
+ignored by the model (torchmd-net 3.1 treats a zero box as periodic and returns NaN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from types import SimpleNamespace
+
+import torch
+
+from cglight.model.potential import CGPotential
+from cglight.simulate.langevin import LangevinIntegrator
+from cglight.simulate.run import force_function
+
+
+def chain(n: int, replicas: int, seed: int = 0) -> torch.Tensor:
+    """A compact random walk of ``n`` beads 3.8 Å apart (every bead has neighbours within the cutoff)."""
+    g = torch.Generator().manual_seed(seed)
+    steps = torch.randn(replicas, n, 3, generator=g)
+    steps = 3.8 * steps / steps.norm(dim=-1, keepdim=True)
+    return torch.cumsum(steps, 1)
+
+
+def rate(fn, steps: int, replicas: int, warmup: int = 20) -> float:
+    fn(warmup)
+    t = time.perf_counter()
+    fn(steps)
+    return steps * replicas / (time.perf_counter() - t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--beads", type=int, nargs="+", default=[10, 35])
+    parser.add_argument("--replicas", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("CGLIGHT_NUM_THREADS", "1")))
+    torch.manual_seed(0)
+    model = CGPotential(backbone={"name": "graph-network", "embedding_dimension": 64, "num_layers": 3, "cutoff_upper": 8.0}).eval()
+    print(f"torch threads: {torch.get_num_threads()}, replicas: {args.replicas}, graph-network 64×3, replica-steps/s")
+    print(f"{'beads':>5} {'forward+grad':>13} {'cglight':>9} {'torchmd':>9} {'cglight/torchmd':>16}")
+    for n in args.beads:
+        pos = chain(n, args.replicas)
+        types = torch.randint(1, 10, (n,), generator=torch.Generator().manual_seed(n))
+        masses = torch.full((n,), 12.0)
+        forces = force_function(model, types)
+
+        def bare(k):
+            for _ in range(k):
+                forces(pos)
+
+        integ = LangevinIntegrator(forces, masses, 300.0, 1.0, 1.0, seed=0)
+        state = integ.init_state(pos.clone())
+        ours = rate(lambda k: integ.run(state, k), args.steps, args.replicas)
+        theirs = float("nan")
+        try:
+            from torchmd.forces import Forces
+            from torchmd.integrator import Integrator, maxwell_boltzmann
+            from torchmd.systems import System
+
+            class External:
+                def calculate(self, p, box):
+                    with torch.enable_grad():
+                        q = p.detach().requires_grad_(True)
+                        e = model.energy(q, types)
+                        (g,) = torch.autograd.grad(e.sum(), q)
+                    return e.detach(), -g
+
+            system = System(n, args.replicas, torch.float32, "cpu")
+            system.set_positions(pos.permute(1, 2, 0))
+            system.masses[:] = 12.0
+            system.set_velocities(maxwell_boltzmann(system.masses, 300.0, args.replicas))
+            ff = Forces(SimpleNamespace(nonbonded_params=None, masses=masses.numpy()), terms=[], external=External())
+            ff.compute(system.pos, system.box, system.forces)
+            tmd = Integrator(system, ff, timestep=1.0, device="cpu", gamma=1.0, T=300.0)
+            theirs = rate(tmd.step, args.steps, args.replicas)
+        except ImportError:
+            print("(torchmd is not installed: pip install --no-deps torchmd==1.1.2)")
+        raw = rate(bare, args.steps, args.replicas)
+        print(f"{n:>5} {raw:>13.0f} {ours:>9.0f} {theirs:>9.0f} {ours / theirs:>16.2f}")
+
+
+if __name__ == "__main__":
+    main()

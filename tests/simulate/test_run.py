@@ -1,0 +1,95 @@
+"""``cglight simulate`` and ``cglight evaluate`` end to end on a tiny trained model."""
+
+from __future__ import annotations
+
+import json
+
+import mdtraj as md
+import numpy as np
+import pytest
+
+from cglight.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_dataset, tmp_path_factory):
+    import lightning as L
+
+    from cglight import CGDataModule, CGPotential
+
+    L.seed_everything(0)
+    model = CGPotential(backbone={"embedding_dimension": 16, "num_layers": 1}, losses={"force": {"weight": 1.0}})
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        inference_mode=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=CGDataModule(str(tiny_dataset), batch_size=8))
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def _simulate(ckpt, data, out, steps, extra=()):
+    args = ["simulate", "--checkpoint", str(ckpt), "--starts", str(data), "--out", str(out), "--replicas", "4",
+            "--steps", str(steps), "--save_every", "20", "--flush_every", "40", "--seed", "3", *extra]
+    return main(args)
+
+
+@pytest.mark.slow
+def test_simulate_writes_readable_trajectories_and_restarts_step_for_step(checkpoint, tiny_dataset, tmp_path):
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "whole", 120) == 0
+    top = tmp_path / "whole/ala2/topology.pdb"
+    traj = md.load(str(tmp_path / "whole/ala2/replica-000.dcd"), top=str(top))
+    assert traj.n_frames == 6 and traj.n_atoms == 5 and traj.topology.n_bonds == 4
+    assert [a.name for a in traj.topology.atoms] == ["C", "N", "CA", "C", "N"]
+    summary = json.loads((tmp_path / "whole/simulation.json").read_text())
+    assert summary["systems"]["ala2"]["steps"] == 120
+    # the same run in two pieces: continue a finished 80-step run to 120 steps
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "parts", 80) == 0
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "parts", 120) == 0
+    for r in range(4):
+        a = md.load(str(tmp_path / f"whole/ala2/replica-{r:03d}.dcd"), top=str(top)).xyz
+        b = md.load(str(tmp_path / f"parts/ala2/replica-{r:03d}.dcd"), top=str(top)).xyz
+        np.testing.assert_array_equal(a, b)
+    # a setting that defines the run cannot change on continuation
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "parts", 160, ["--timestep_fs", "2.0"]) == 2
+
+
+@pytest.mark.slow
+def test_simulate_then_evaluate_round_trip(checkpoint, tiny_dataset, tmp_path):
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "sim", 200) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--reference", str(tiny_dataset), "--simulation", str(tmp_path / "sim"), "--out", str(out),
+                 "--lag", "2", "--bootstrap", "20"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["systems"]["ala2"]
+    for key in ("kl_tic1", "js_tic1", "kl_tic12", "kl_phi_psi"):
+        m = metrics[key]
+        assert np.isfinite(m["value"]) and m["low"] <= m["high"], key
+    assert 0 <= metrics["js_tic1"]["value"] <= np.log(2)
+    for png in ("tic1.png", "tic12.png", "phi_psi.png", "geometry.png"):
+        assert (out / "ala2" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "KL TIC1" in (out / "report.md").read_text()
+
+
+def test_simulate_errors_are_one_line(tmp_path, capsys):
+    assert main(["simulate", "--checkpoint", str(tmp_path / "missing.ckpt"), "--starts", str(tmp_path)]) == 2
+    assert "checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_validation_by_simulation_logs_slow_mode_metrics(tiny_dataset, tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    args = ["fit", "--config", str(root / "configs/quickstart.yaml"), "--data.path", str(tiny_dataset), "--data.build", "null",
+            "--trainer.max_epochs", "1", "--model.backbone.embedding_dimension", "16", "--model.backbone.num_layers", "1",
+            "--data.batch_size", "8", "--simulation_check.enabled", "true", "--simulation_check.replicas", "4",
+            "--simulation_check.steps", "60", "--simulation_check.save_every", "10", "--simulation_check.lag", "2"]
+    r = subprocess.run([sys.executable, "-m", "cglight.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (path,) = tmp_path.glob("runs/cglight/version_*/metrics.csv")
+    rows = [row for row in csv.DictReader(open(path)) if row.get("val/sim_kl_tic1")]
+    assert len(rows) == 1
+    assert 0 <= float(rows[0]["val/sim_js_tic1"]) <= np.log(2) and float(rows[0]["val/sim_kl_tic1"]) >= 0
+    assert 0 <= float(rows[0]["val/sim_stopped"]) <= 1
