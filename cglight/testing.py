@@ -187,6 +187,7 @@ def assert_hvp_matches_fd(fn, x: Tensor, v: Tensor | None = None, eps: float = 1
         return p, g
 
     p, g = grad(x, True)
+    assert g.requires_grad, "HVP differs from a finite difference: the gradient has no graph (no double backward)"
     (hv,) = torch.autograd.grad(g, p, grad_outputs=v)
     fd = (grad(x + eps * v, False)[1] - grad(x - eps * v, False)[1]) / (2 * eps)
     scale = float(fd.abs().max())

@@ -125,3 +125,27 @@ def test_probe_catches_a_missing_double_backward_at_second_order():
     reason = autograd_order_error(SilentlyWrong(), 2)
     assert reason is not None and reason.startswith("Hessian-vector products (second order)")
     assert autograd_order_error(SilentlyWrong(), 1) is None
+
+
+def test_the_assertions_catch_wrong_derivatives():
+    from cglight.testing import assert_grad_matches_fd, assert_hvp_matches_fd
+
+    x = torch.randn(3, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert_hvp_matches_fd(lambda p: p.sin().sum(), x)
+    with pytest.raises(AssertionError, match="HVP differs"):
+        assert_hvp_matches_fd(lambda p: BrokenDoubleBackward.apply(p).sum(), x)
+
+    class HalfGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, p):
+            ctx.save_for_backward(p)
+            return p.pow(3).sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (p,) = ctx.saved_tensors
+            return grad * 1.5 * p.pow(2)
+
+    assert_grad_matches_fd(lambda p: p.pow(3).sum(), x)
+    with pytest.raises(AssertionError, match="gradient"):
+        assert_grad_matches_fd(HalfGradient.apply, x)
