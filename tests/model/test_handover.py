@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from cglight.data import CGDataModule, ShardDataset, keys
-from cglight.data.dataset import collate_batch
 from cglight.errors import ConfigError
 from cglight.model import CGPotential
 
