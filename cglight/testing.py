@@ -84,6 +84,9 @@ class LossPluginTests:
 
     entry_point: str | None = None
     target_depends_on_model: bool = False
+    same_random_numbers_in_float32: bool = True
+    """False when the loss draws random numbers whose values depend on the dtype (``torch.randn``
+    in float32 and float64 differ for one seed): the float32 comparison is then skipped."""
 
     @pytest.fixture
     def loss(self) -> LossTerm:
@@ -161,6 +164,17 @@ class LossPluginTests:
 
         assert get_loss_class(self.entry_point) is type(loss)
 
+    def test_float32_matches_float64(self, loss, batch, potential):
+        """The loss in float32 (model, batch and loss alike) within ``FLOAT32_TOLERANCE["loss"]`` of float64."""
+        if not self.same_random_numbers_in_float32:
+            pytest.skip("the loss draws different random numbers in float32 and float64")
+        values = {}
+        for dtype in (torch.float64, torch.float32):
+            cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
+            values[dtype] = self._value(copy.deepcopy(loss).to(dtype), cast, copy.deepcopy(potential).to(dtype)).loss.item()
+        err = abs(values[torch.float32] - values[torch.float64]) / max(abs(values[torch.float64]), 1e-30)
+        assert err <= FLOAT32_TOLERANCE["loss"], f"float32 loss differs from float64 by {err:.2e} (relative)"
+
 
 # ---------------------------------------------------------------- derivative assertions
 def assert_grad_matches_fd(fn, x: Tensor, direction: Tensor | None = None, eps: float = 1e-6, rtol: float = 1e-6) -> None:
@@ -196,7 +210,7 @@ def assert_hvp_matches_fd(fn, x: Tensor, v: Tensor | None = None, eps: float = 1
     assert err <= rtol * scale, f"HVP differs from a finite difference of gradients by {err:.3g} (scale {scale:.3g})"
 
 
-FLOAT32_TOLERANCE = {"energy": 1e-5, "forces": 1e-4, "hvp": 1e-3}
+FLOAT32_TOLERANCE = {"energy": 1e-5, "forces": 1e-4, "hvp": 1e-3, "loss": 1e-3}
 """Largest difference between a float32 and a float64 evaluation of the same backbone, relative to
 the largest float64 magnitude of the quantity (float32 has ~7 digits; each derivative loses some)."""
 
