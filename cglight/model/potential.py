@@ -171,10 +171,14 @@ class CGPotential(L.LightningModule):
             self._plot_priors()
 
     def _plot_priors(self) -> None:
-        logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), None)
-        folder = Path(logger.log_dir) if logger is not None else (Path(self.trainer.log_dir) if self.trainer.log_dir else None)
-        if folder is None:
+        """Write ``priors.png`` next to the metrics (the CSV logger's folder, else the first logger's);
+        nothing without a logger."""
+        if not self.trainer.loggers:
             return
+        logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), self.trainer.loggers[0])
+        if logger.log_dir is None:
+            return
+        folder = Path(logger.log_dir)
         folder.mkdir(parents=True, exist_ok=True)
         log.info("fitted priors: %s", plot_priors(self.core.priors, self.prior_curves, folder / PRIORS_PNG))
 
