@@ -149,3 +149,30 @@ def test_the_assertions_catch_wrong_derivatives():
     assert_grad_matches_fd(lambda p: p.pow(3).sum(), x)
     with pytest.raises(AssertionError, match="gradient"):
         assert_grad_matches_fd(HalfGradient.apply, x)
+
+
+class DoubledParameterGradient(torch.autograd.Function):
+    """Identity on a parameter whose backward doubles the gradient: positions are unaffected."""
+
+    @staticmethod
+    def forward(ctx, theta):
+        return theta.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+class WrongParameterGradient(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(1.3))
+
+    def forward(self, z, pos, batch, n_graphs):
+        e = DoubledParameterGradient.apply(self.theta) * pos.sin().sum(-1)
+        return torch.zeros(n_graphs, dtype=pos.dtype).index_add(0, batch, e)
+
+
+def test_probe_checks_the_parameter_gradient_training_uses():
+    reason = autograd_order_error(WrongParameterGradient(), 2)
+    assert reason is not None and reason.startswith("parameter gradient of the order-1 derivative")
