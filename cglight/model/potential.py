@@ -170,6 +170,19 @@ class CGPotential(L.LightningModule):
         if self.prior_curves and self.trainer.is_global_zero:
             self._plot_priors()
 
+    def _require_fitted(self, stage: str) -> None:
+        if not self.fitted_to_data:
+            raise ConfigError(
+                f"{stage} needs a model fitted to its training data (priors, loss normalisation): pass the checkpoint "
+                "of a trained model (--ckpt_path), or call model.fit_to_data(...) first"
+            )
+
+    def on_validation_start(self) -> None:
+        self._require_fitted("validation")
+
+    def on_test_start(self) -> None:
+        self._require_fitted("test")
+
     def _plot_priors(self) -> None:
         """Write ``priors.png`` next to the metrics (the CSV logger's folder, else the first logger's);
         nothing without a logger."""
