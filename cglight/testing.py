@@ -22,7 +22,21 @@ keyword-only-friendly arguments; it returns a finite scalar and finite parts; it
 gradient equals a central finite difference (skip with ``target_depends_on_model = True`` for
 losses whose target holds detached model outputs, like ``hvp_cov``); it declares the batch keys
 it needs and fails with a message naming them; its normalisation, if any, is positive; its
-buffers survive a state-dict round trip; and the entry point, if named, resolves to it.
+buffers survive a state-dict round trip; the entry point, if named, resolves to it; and the loss in
+float32 stays within ``FLOAT32_TOLERANCE["loss"]`` of float64.
+
+A backbone (``model.backbone.name: my_package.MyNet``) is checked the same way::
+
+    from cglight.testing import BackboneTests
+
+    class TestMyNet(BackboneTests):
+        @pytest.fixture
+        def backbone(self):
+            return MyNet(hidden=16)
+
+which runs it on a random chain of beads: one energy per frame, frames independent, rotation and
+translation invariance, forces and Hessian-vector products against float64 finite differences,
+and float32 against float64 within :data:`FLOAT32_TOLERANCE`.
 """
 
 from __future__ import annotations
