@@ -22,7 +22,21 @@ keyword-only-friendly arguments; it returns a finite scalar and finite parts; it
 gradient equals a central finite difference (skip with ``target_depends_on_model = True`` for
 losses whose target holds detached model outputs, like ``hvp_cov``); it declares the batch keys
 it needs and fails with a message naming them; its normalisation, if any, is positive; its
-buffers survive a state-dict round trip; and the entry point, if named, resolves to it.
+buffers survive a state-dict round trip; the entry point, if named, resolves to it; and the loss in
+float32 stays within ``FLOAT32_TOLERANCE["loss"]`` of float64.
+
+A backbone (``model.backbone.name: my_package.MyNet``) is checked the same way::
+
+    from cglight.testing import BackboneTests
+
+    class TestMyNet(BackboneTests):
+        @pytest.fixture
+        def backbone(self):
+            return MyNet(hidden=16)
+
+which runs it on a random chain of beads: one energy per frame, frames independent, rotation and
+translation invariance, forces and Hessian-vector products against float64 finite differences,
+and float32 against float64 within :data:`FLOAT32_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -84,6 +98,9 @@ class LossPluginTests:
 
     entry_point: str | None = None
     target_depends_on_model: bool = False
+    same_random_numbers_in_float32: bool = True
+    """False when the loss draws random numbers whose values depend on the dtype (``torch.randn``
+    in float32 and float64 differ for one seed): the float32 comparison is then skipped."""
 
     @pytest.fixture
     def loss(self) -> LossTerm:
@@ -161,6 +178,17 @@ class LossPluginTests:
 
         assert get_loss_class(self.entry_point) is type(loss)
 
+    def test_float32_matches_float64(self, loss, batch, potential):
+        """The loss in float32 (model, batch and loss alike) within ``FLOAT32_TOLERANCE["loss"]`` of float64."""
+        if not self.same_random_numbers_in_float32:
+            pytest.skip("the loss draws different random numbers in float32 and float64")
+        values = {}
+        for dtype in (torch.float64, torch.float32):
+            cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
+            values[dtype] = self._value(copy.deepcopy(loss).to(dtype), cast, copy.deepcopy(potential).to(dtype)).loss.item()
+        err = abs(values[torch.float32] - values[torch.float64]) / max(abs(values[torch.float64]), 1e-30)
+        assert err <= FLOAT32_TOLERANCE["loss"], f"float32 loss differs from float64 by {err:.2e} (relative)"
+
 
 # ---------------------------------------------------------------- derivative assertions
 def assert_grad_matches_fd(fn, x: Tensor, direction: Tensor | None = None, eps: float = 1e-6, rtol: float = 1e-6) -> None:
@@ -187,6 +215,7 @@ def assert_hvp_matches_fd(fn, x: Tensor, v: Tensor | None = None, eps: float = 1
         return p, g
 
     p, g = grad(x, True)
+    assert g.requires_grad, "HVP differs from a finite difference: the gradient has no graph (no double backward)"
     (hv,) = torch.autograd.grad(g, p, grad_outputs=v)
     fd = (grad(x + eps * v, False)[1] - grad(x - eps * v, False)[1]) / (2 * eps)
     scale = float(fd.abs().max())
@@ -195,7 +224,7 @@ def assert_hvp_matches_fd(fn, x: Tensor, v: Tensor | None = None, eps: float = 1
     assert err <= rtol * scale, f"HVP differs from a finite difference of gradients by {err:.3g} (scale {scale:.3g})"
 
 
-FLOAT32_TOLERANCE = {"energy": 1e-5, "forces": 1e-4, "hvp": 1e-3}
+FLOAT32_TOLERANCE = {"energy": 1e-5, "forces": 1e-4, "hvp": 1e-3, "loss": 1e-3}
 """Largest difference between a float32 and a float64 evaluation of the same backbone, relative to
 the largest float64 magnitude of the quantity (float32 has ~7 digits; each derivative loses some)."""
 
@@ -273,7 +302,8 @@ class BackboneTests:
             (g,) = torch.autograd.grad(e.sum(), p, create_graph=True)
             (hv,) = torch.autograd.grad(g, p, grad_outputs=v.to(dtype))
             values[dtype] = {"energy": e.detach(), "forces": -g.detach(), "hvp": hv.detach()}
-        for name, tol in FLOAT32_TOLERANCE.items():
+        for name in ("energy", "forces", "hvp"):
+            tol = FLOAT32_TOLERANCE[name]
             ref, low = values[torch.float64][name], values[torch.float32][name].double()
             err = float((ref - low).abs().max() / ref.abs().max())
             assert err <= tol, f"{name}: float32 differs from float64 by {err:.2e} (relative), tolerance {tol:.0e}"

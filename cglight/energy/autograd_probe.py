@@ -13,8 +13,11 @@ central finite difference of the ``(k−1)``-th (all in positions):
 - ``k = 2``: ``(∇²U u) · d``       against the same difference of ``∇U · u``
 - ``k = 3``: ``∇(u·∇²U w) · d``   against the same difference of ``u·∇²U w``
 
-A derivative that raises, is missing from the graph, or disagrees by more than ``rtol`` (1e-4 of the
-larger magnitude; the float64 difference is good to ~1e-9) is reported with its order and reason.
+Then, as training differentiates the ``(k−1)``-th position derivative in the parameters, that
+parameter gradient (along a random parameter direction) against a central difference in the
+parameters. A derivative that raises, is missing from the graph, or disagrees by more than ``rtol``
+(1e-4 of the larger magnitude; the float64 differences are good to ~1e-8) is reported with its
+order and reason.
 """
 
 from __future__ import annotations
@@ -69,6 +72,38 @@ def autograd_order_error(backbone: nn.Module, order: int, n_beads: int = 5, max_
         fd = (up - down) / (2 * eps)
         if not (abs(exact - fd) <= rtol * max(abs(exact), abs(fd), 1e-8)):
             return f"{ORDER_NAMES.get(k, f'order {k}')}: autograd gives {exact:.6g}, a float64 finite difference {fd:.6g}"
+    return _parameter_gradient_error(net, energy, pos, vectors[: order - 1], order, eps, rtol, g)
+
+
+def _parameter_gradient_error(net, energy, pos, vectors, order, eps, rtol, generator) -> str | None:
+    """Training differentiates the ``(order−1)``-th position derivative in the parameters: compare
+    that gradient, along a random parameter direction, with a central difference in the parameters."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params or order < 2:
+        return None
+    what = f"parameter gradient of the order-{order - 1} derivative"
+    try:
+        grads = torch.autograd.grad(_derivative(energy, pos, vectors, order - 1), params, allow_unused=True)
+    except RuntimeError as exc:
+        return f"{what}: autograd failed ({str(exc).splitlines()[0]})"
+    directions = [torch.randn(p.shape, dtype=p.dtype, generator=generator) for p in params]
+    norm = sum(float(d.pow(2).sum()) for d in directions) ** 0.5
+    directions = [d / norm for d in directions]  # a unit step in parameter space
+    exact = sum(float((g * d).sum()) for g, d in zip(grads, directions, strict=True) if g is not None)
+
+    def shifted(step: float) -> float:
+        with torch.no_grad():
+            for p, d in zip(params, directions, strict=True):
+                p.add_(step * d)
+        value = _derivative(energy, pos, vectors, order - 1).item()
+        with torch.no_grad():
+            for p, d in zip(params, directions, strict=True):
+                p.sub_(step * d)
+        return value
+
+    fd = (shifted(eps) - shifted(-eps)) / (2 * eps)
+    if not (abs(exact - fd) <= rtol * max(abs(exact), abs(fd), 1e-8)):
+        return f"{what}: autograd gives {exact:.6g}, a float64 finite difference {fd:.6g}"
     return None
 
 

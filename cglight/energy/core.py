@@ -170,21 +170,28 @@ class CGEnergy(nn.Module):
             raise ValueError(f"bead types must lie in [0, {self.backbone_config.max_z}) (model.backbone.max_z), got {bead_types.tolist()}")
         return pos, bead_types, single
 
-    def energy_terms(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> dict[str, Tensor]:
-        """Energy (kcal/mol) split into ``bonds``, ``angles``, ``dihedrals``, ``repulsion`` (zero when a
-        kind is off) and ``network``; they sum to :meth:`energy`. Shapes as for :meth:`energy`."""
+    def _parts(self, pos: Tensor, bead_types: Tensor, bonds) -> tuple[dict[str, Tensor], bool]:
+        """The enabled priors' energies and the network's, ``[F]`` each (and whether ``pos`` was one frame)."""
         pos, bead_types, single = self._prepare(pos, bead_types)
         frames, n, _ = pos.shape
-        z = bead_types.expand(frames, n).reshape(-1).long()
-        batch = torch.arange(frames, device=pos.device).repeat_interleave(n)
-        terms = {kind: pos.new_zeros(frames) for kind in PRIOR_KINDS}
+        parts = {}
         if len(self.priors):
             if not bool(self.priors_fitted):
                 raise RuntimeError("the priors are not fitted yet: call fit_priors (CGPotential.fit_to_data) first")
             types = (bead_types[0] if bead_types.dim() == 2 else bead_types).tolist()
             for kind, (index, rows) in self._terms(types, bonds, pos.device).items():
-                terms[kind] = self.priors[kind].energy(pos, index, rows)
-        terms["network"] = self.net(z, pos.reshape(-1, 3), batch, frames)
+                parts[kind] = self.priors[kind].energy(pos, index, rows)
+        z = bead_types.expand(frames, n).reshape(-1).long()
+        batch = torch.arange(frames, device=pos.device).repeat_interleave(n)
+        parts["network"] = self.net(z, pos.reshape(-1, 3), batch, frames)
+        return parts, single
+
+    def energy_terms(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> dict[str, Tensor]:
+        """Energy (kcal/mol) split into ``bonds``, ``angles``, ``dihedrals``, ``repulsion`` (zero when a
+        kind is off) and ``network``; they sum to :meth:`energy`. Shapes as for :meth:`energy`."""
+        parts, single = self._parts(pos, bead_types, bonds)
+        zero = torch.zeros_like(parts["network"])
+        terms = {kind: parts.get(kind, zero) for kind in TERMS}
         return {k: v[0] for k, v in terms.items()} if single else terms
 
     def energy(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
@@ -192,7 +199,9 @@ class CGEnergy(nn.Module):
 
         ``bead_types [n]`` (or ``[F, n]``, one molecule per call). ``bonds`` overrides the topology
         looked up by bead types (see the module docstring)."""
-        return sum(self.energy_terms(pos, bead_types, bonds).values())
+        parts, single = self._parts(pos, bead_types, bonds)
+        total = sum(parts.values())
+        return total[0] if single else total
 
     def evaluate(self, pos: Tensor, bead_types: Tensor, create_graph: bool = True, bonds: Sequence[Sequence[int]] | None = None) -> ModelOutput:
         """Energy and forces at ``pos [F, n, 3]``, ready for Hessian-vector products (exact or by

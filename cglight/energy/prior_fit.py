@@ -11,8 +11,10 @@ density at the bin centre). Bonds and angles: a weighted least-squares fit of a 
 ``ln count``), gives ``k = 2c₂`` and ``x₀ = −c₁/2c₂``. When the histogram is too sparse for that
 (fewer than 3 occupied bins, or a parabola that does not open upwards), the same harmonic model is
 fitted by its moments instead, with a warning: ``x₀`` and ``σ²`` are the mean and variance of the
-samples reweighted by ``1/J(x)`` (which turns ``p`` into ``p/J``), and ``k = k_B T / σ²``. Dihedrals: the same fit with ``c₀ + Σₙ aₙ cos nφ + bₙ sin nφ`` over (−π, π]; empty bins
-carry no weight, so unsampled dihedral regions are not constrained by the prior. Repulsion:
+samples reweighted by ``1/J(x)`` (which turns ``p`` into ``p/J``), and ``k = k_B T / σ²``. 
+Dihedrals: the same fit with ``c₀ + Σₙ aₙ cos nφ + bₙ sin nφ`` over all bins of (−π, π], an
+empty bin counting as half a sample (value and weight), so that dihedral ranges the data never
+visit come out high instead of unconstrained. Repulsion:
 ``σ`` = the ``quantile`` of the pair distances, ``ε = k_B T``. Bins span the samples' range
 (angles within [0, π]); there are at most ``bins`` of them and at most one per 20 samples (at
 least 8). A bead-type tuple with fewer than ``min_samples`` samples is an error naming it.
@@ -103,13 +105,22 @@ def fit_harmonic(kind: str, x: Tensor, kT: float, bins: int) -> tuple[list[float
     return [kT / var, x0], FitCurve(kind, (), centres, f, len(x))
 
 
+EMPTY_BIN_COUNT = 0.5
+"""What an empty dihedral bin counts as (value and weight) in the Fourier fit."""
+
+
 def fit_fourier(x: Tensor, kT: float, terms: int, bins: int) -> tuple[list[float], FitCurve]:
     centres, f, counts = free_energy("dihedrals", x, kT, n_bins(len(x), bins))
-    use = counts > 0
+    # An unvisited dihedral range is improbable, not unknown: count it as half a sample, so the
+    # series is pushed up there instead of swinging freely (a free series can dig a deep well
+    # exactly where the data never go).
+    filled = counts.clamp(min=EMPTY_BIN_COUNT)
+    width = 2 * math.pi / len(centres)
+    target = -kT * torch.log(filled / (counts.sum() * width))
     n = torch.arange(1, terms + 1, dtype=x.dtype)
-    nx = centres[use, None] * n
-    design = torch.cat([torch.ones(int(use.sum()), 1, dtype=x.dtype), torch.cos(nx), torch.sin(nx)], 1)
-    c = _weighted_lstsq(design, f[use], counts[use])
+    nx = centres[:, None] * n
+    design = torch.cat([torch.ones(len(centres), 1, dtype=x.dtype), torch.cos(nx), torch.sin(nx)], 1)
+    c = _weighted_lstsq(design, target, filled)
     return c[1:].tolist(), FitCurve("dihedrals", (), centres, f, len(x))
 
 

@@ -170,11 +170,28 @@ class CGPotential(L.LightningModule):
         if self.prior_curves and self.trainer.is_global_zero:
             self._plot_priors()
 
+    def _require_fitted(self, stage: str) -> None:
+        if not self.fitted_to_data:
+            raise ConfigError(
+                f"{stage} needs a model fitted to its training data (priors, loss normalisation): pass the checkpoint "
+                "of a trained model (--ckpt_path), or call model.fit_to_data(...) first"
+            )
+
+    def on_validation_start(self) -> None:
+        self._require_fitted("validation")
+
+    def on_test_start(self) -> None:
+        self._require_fitted("test")
+
     def _plot_priors(self) -> None:
-        logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), None)
-        folder = Path(logger.log_dir) if logger is not None else (Path(self.trainer.log_dir) if self.trainer.log_dir else None)
-        if folder is None:
+        """Write ``priors.png`` next to the metrics (the CSV logger's folder, else the first logger's);
+        nothing without a logger."""
+        if not self.trainer.loggers:
             return
+        logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), self.trainer.loggers[0])
+        if logger.log_dir is None:
+            return
+        folder = Path(logger.log_dir)
         folder.mkdir(parents=True, exist_ok=True)
         log.info("fitted priors: %s", plot_priors(self.core.priors, self.prior_curves, folder / PRIORS_PNG))
 

@@ -125,3 +125,54 @@ def test_probe_catches_a_missing_double_backward_at_second_order():
     reason = autograd_order_error(SilentlyWrong(), 2)
     assert reason is not None and reason.startswith("Hessian-vector products (second order)")
     assert autograd_order_error(SilentlyWrong(), 1) is None
+
+
+def test_the_assertions_catch_wrong_derivatives():
+    from cglight.testing import assert_grad_matches_fd, assert_hvp_matches_fd
+
+    x = torch.randn(3, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert_hvp_matches_fd(lambda p: p.sin().sum(), x)
+    with pytest.raises(AssertionError, match="HVP differs"):
+        assert_hvp_matches_fd(lambda p: BrokenDoubleBackward.apply(p).sum(), x)
+
+    class HalfGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, p):
+            ctx.save_for_backward(p)
+            return p.pow(3).sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (p,) = ctx.saved_tensors
+            return grad * 1.5 * p.pow(2)
+
+    assert_grad_matches_fd(lambda p: p.pow(3).sum(), x)
+    with pytest.raises(AssertionError, match="gradient"):
+        assert_grad_matches_fd(HalfGradient.apply, x)
+
+
+class DoubledParameterGradient(torch.autograd.Function):
+    """Identity on a parameter whose backward doubles the gradient: positions are unaffected."""
+
+    @staticmethod
+    def forward(ctx, theta):
+        return theta.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+class WrongParameterGradient(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(1.3))
+
+    def forward(self, z, pos, batch, n_graphs):
+        e = DoubledParameterGradient.apply(self.theta) * pos.sin().sum(-1)
+        return torch.zeros(n_graphs, dtype=pos.dtype).index_add(0, batch, e)
+
+
+def test_probe_checks_the_parameter_gradient_training_uses():
+    reason = autograd_order_error(WrongParameterGradient(), 2)
+    assert reason is not None and reason.startswith("parameter gradient of the order-1 derivative")

@@ -164,3 +164,20 @@ def test_bad_prior_config():
         CGEnergy(SMALL, {"repulsion": {"min_bonds_apart": 1}})
     with pytest.raises(ConfigError, match="one temperature"):
         CGEnergy(SMALL, {"bonds": {}}).fit_priors([], {"a": SYSTEM, "b": SimpleNamespace(temperature=350.0, bead_types=[1], bonds=[])})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_dihedral_prior_has_no_well_where_the_data_never_go(seed):
+    """A narrow ψ-like distribution (360 samples around 2.6 rad fill ~4 of 18 bins): the fitted
+    series must be lowest where the data are, not dig a well in the empty part of the circle."""
+    from cglight.energy.prior_fit import fit_fourier
+    from cglight.energy.priors import DihedralPriorConfig, FourierDihedrals
+
+    rng = np.random.default_rng(seed)
+    phi = torch.from_numpy(np.angle(np.exp(1j * rng.normal(2.6, 0.25, 360))))
+    params, _ = fit_fourier(phi, KT, 2, 36)
+    grid = torch.linspace(-math.pi, math.pi, 721, dtype=torch.float64)
+    u = FourierDihedrals(DihedralPriorConfig(terms=2)).curve(torch.tensor(params, dtype=torch.float64), grid)
+    far = torch.cos(grid - 2.6) < math.cos(1.0)  # more than 1 rad from the data's centre
+    at_data = u[(grid - 2.6).abs().argmin()]
+    assert u[far].min() - at_data > 1.0  # kcal/mol: unvisited dihedrals cost more than visited ones

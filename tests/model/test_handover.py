@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from cglight.data import CGDataModule, ShardDataset, keys
-from cglight.data.dataset import collate_batch
 from cglight.errors import ConfigError
 from cglight.model import CGPotential
 
@@ -128,3 +127,9 @@ def test_checkpoint_restores_the_energy_core_without_lightning(tiny_dataset, tmp
     loaded = CGPotential.load_from_checkpoint(ckpt).eval()
     assert loaded.energy(batch[keys.POS], batch[keys.BEAD_TYPES][0]).tolist() == expected
     assert set(loaded.energy_terms(batch[keys.POS], batch[keys.BEAD_TYPES][0])) == {"bonds", "angles", "dihedrals", "repulsion", "network"}
+
+
+def test_validating_an_unfitted_model_says_what_to_do(tiny_dataset):
+    with pytest.raises(ConfigError, match=r"validation needs a model fitted to its training data.*--ckpt_path"):
+        L.Trainer(logger=False, enable_progress_bar=False, inference_mode=False, accelerator="cpu").validate(
+            _model(), datamodule=CGDataModule(str(tiny_dataset), batch_size=8))
