@@ -200,13 +200,17 @@ class ShardStream(IterableDataset):
             if (chunk - first_chunk) % workers != worker:
                 continue
             positions = range(max(chunk * per_chunk, self.skip), min((chunk + 1) * per_chunk, k))
-            yield [self._batch(plan, (self.rank * k + i) % plan.total) for i in positions]
+            try:
+                yield [self._batch(plan, (self.rank * k + i) % plan.total) for i in positions]
+            except DatasetError as exc:  # handed to the main process whole, not as a worker traceback
+                yield ReadError(str(exc))
+                return
         self._window = None
 
     def batches(self) -> Iterator[dict[str, Tensor]]:
         """The batches of one pass, in order, read in this process."""
         for chunk in self:
-            yield from chunk
+            yield from _unpack(chunk)
 
     # ----------------------------------------------------------------- reading
     def _file(self, shard: int) -> h5py.File:
@@ -260,6 +264,19 @@ class ShardStream(IterableDataset):
         return out
 
 
+@dataclass(frozen=True)
+class ReadError:
+    """A ``DatasetError`` met by a worker, delivered in place of its chunk."""
+
+    message: str
+
+
+def _unpack(chunk: list[dict[str, Tensor]] | ReadError) -> list[dict[str, Tensor]]:
+    if isinstance(chunk, ReadError):
+        raise DatasetError(chunk.message)
+    return chunk
+
+
 def _as_is(item):
     return item
 
@@ -286,4 +303,4 @@ class StreamLoader(DataLoader):
         epoch, skip = self.start() if self.start is not None else (self.dataset.epoch, 0)
         self.dataset.configure(rank, world, epoch, skip)
         for chunk in super().__iter__():
-            yield from chunk
+            yield from _unpack(chunk)
