@@ -9,12 +9,12 @@ Lightning's hooks, in the order Lightning calls them:
   with an error naming the file before training starts. The splits are made (``splits.py``).
 - ``train_dataloader`` / ``val_dataloader`` / ``test_dataloader``: ``StreamLoader``\\ s over
   ``ShardStream``\\ s (``stream.py``: blocks, shuffle windows, rank and worker split, memory bound).
-  The training loader asks, at the start of every pass, for ``trainer.current_epoch`` (the
-  epoch hand-over: the order is reproducible from ``seed`` and the epoch) and for the number of
-  batches to skip after a mid-epoch resume.
-- ``on_before_batch_transfer`` counts the training batches consumed; ``state_dict`` /
-  ``load_state_dict`` put ``(epoch, consumed)`` into the checkpoint, so ``--ckpt_path`` resumes
-  the stream exactly where it stopped.
+  The training loader reads ``trainer.current_epoch`` as each pass starts (the epoch hand-over;
+  Lightning restores the counter on resume): the order depends on ``seed`` and the epoch only.
+- ``on_before_batch_transfer`` counts the training batches that reach the training step;
+  ``state_dict`` / ``load_state_dict`` (of this DataModule and, the same position, of the
+  training loader, Lightning's resumable-loader interface) put ``(epoch, consumed)`` into the
+  checkpoint, so ``--ckpt_path`` resumes the stream at the next unseen batch.
 
 What the model may use (an explicit hand-over, read after ``setup``): ``systems`` (the
 manifest's systems) and ``calibration_batches(frames)``.
@@ -33,7 +33,7 @@ from torch import Tensor
 from cglight.data.dataset import ShardDataset
 from cglight.data.manifest import MANIFEST, Manifest, SystemInfo
 from cglight.data.splits import Segment, Splits, split_dataset
-from cglight.data.stream import REMAINDER, ShardStream, StreamLoader, rank_and_world
+from cglight.data.stream import REMAINDER, ShardStream, StreamLoader, StreamPosition
 from cglight.errors import ConfigError, DatasetError
 
 log = logging.getLogger("cglight")
@@ -93,8 +93,8 @@ class CGDataModule(L.LightningDataModule):
         self.prepare_data_per_node = False  # one build per job: the dataset lives on a shared file system
         self.dataset: ShardDataset | None = None
         self.splits: Splits | None = None
-        self._epoch, self._consumed = 0, 0
-        self._resume: dict[str, Any] | None = None
+        self.position = StreamPosition()
+        self._epoch = 0
 
     # ----------------------------------------------------------------- Lightning hooks
     def prepare_data(self) -> None:
@@ -117,53 +117,38 @@ class CGDataModule(L.LightningDataModule):
         return ShardStream(self.path, self.manifest, segments, self.batch_size, shuffle, self.seed,
                            self.block_frames, self.window_frames, self.remainder)
 
-    def _loader(self, segments: list[Segment], shuffle: bool, start=None) -> StreamLoader:
-        return StreamLoader(self._stream(segments, shuffle), self.num_workers, start=start)
-
     def train_dataloader(self) -> StreamLoader:
-        return self._loader(self._split().train, shuffle=True, start=self._train_start)
+        return StreamLoader(self._stream(self._split().train, True), self.num_workers, epoch=self._current_epoch, position=self.position)
 
     def val_dataloader(self) -> StreamLoader:
-        return self._loader(self._split().val, shuffle=False)
+        return StreamLoader(self._stream(self._split().val, False), self.num_workers)
 
     def test_dataloader(self) -> StreamLoader:
         test = self._split().test
         if not test:
             raise ConfigError(f"{self.path}: the test split is empty; set data.test_fraction > 0 or data.holdout_systems")
-        return self._loader(test, shuffle=False)
+        return StreamLoader(self._stream(test, False), self.num_workers)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.trainer is not None and self.trainer.training:
-            self._consumed += 1
+            self.position.consumed += 1  # a batch reaches the training step (prefetched ones are not counted)
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The training stream's position: ``epoch`` and the batches of it this rank has consumed."""
-        return {"epoch": self._epoch, "consumed": self._consumed, "world": rank_and_world()[1],
-                "batch_size": self.batch_size, "seed": self.seed}
+        """The training stream's position: the epoch and how many of its batches this rank trained on."""
+        return self.position.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume = dict(state_dict)
+        self.position.load_state_dict(state_dict)
 
     # ----------------------------------------------------------------- the epoch hand-over
     def set_epoch(self, epoch: int) -> None:
         """The epoch of the next training pass when no trainer drives this DataModule."""
         self._epoch = epoch
 
-    def _train_start(self) -> tuple[int, int]:
-        """``(epoch, skip)`` of the training pass that is starting."""
-        trainer = self.trainer
-        epoch = trainer.current_epoch if trainer is not None else self._epoch
-        skip, resume, self._resume = 0, self._resume, None
-        if resume is not None and resume.get("epoch") == epoch:
-            skip = int(resume.get("consumed", 0))
-            same = (resume.get("world"), resume.get("batch_size"), resume.get("seed")) == (rank_and_world()[1], self.batch_size, self.seed)
-            if not same:
-                log.warning("resuming with a different world size, batch size or seed: the data stream restarts epoch %d "
-                            "from its beginning instead of batch %d", epoch, skip)
-                skip = 0
-        self._epoch, self._consumed = epoch, skip
-        return epoch, skip
+    def _current_epoch(self) -> int:
+        """Read by the training loader as each pass starts: Lightning's epoch counter, restored on resume."""
+        return self.trainer.current_epoch if self.trainer is not None else self._epoch
 
     # ----------------------------------------------------------------- the hand-over to the model
     @property

@@ -33,12 +33,14 @@ few integers per block.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -54,6 +56,7 @@ from cglight.data.splits import Segment
 from cglight.errors import ConfigError, DatasetError
 from cglight.units import beta
 
+log = logging.getLogger("cglight")
 REMAINDER = ("pad", "drop")
 MAX_OPEN_FILES = 16
 
@@ -281,26 +284,69 @@ def _as_is(item):
     return item
 
 
+class StreamPosition:
+    """Where the training stream is: the epoch of the current pass and how many of its batches were trained on.
+
+    ``consumed`` is counted by the owner as batches reach the training step (not as the loader
+    prefetches them). ``load_state_dict`` makes the next pass of that epoch skip them.
+    """
+
+    def __init__(self) -> None:
+        self.epoch, self.consumed = 0, 0
+        self.setting: dict[str, Any] = {}
+        self._resume: dict[str, Any] | None = None
+
+    def begin(self, epoch: int, setting: dict[str, Any]) -> int:
+        """A pass of ``epoch`` starts under ``setting`` (world size, batch size, seed): batches to skip."""
+        skip, resume, self._resume = 0, self._resume, None
+        if resume is not None and resume.get("epoch") == epoch:
+            skip = int(resume.get("consumed", 0))
+            if resume.get("setting") != setting:
+                log.warning("resuming under %s, the checkpoint was written under %s: the data stream restarts epoch %d "
+                            "from its beginning instead of batch %d", setting, resume.get("setting"), epoch, skip)
+                skip = 0
+        self.epoch, self.consumed, self.setting = epoch, skip, dict(setting)
+        return skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "consumed": self.consumed, "setting": dict(self.setting)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume = dict(state_dict)
+
+
 class StreamLoader(DataLoader):
     """A DataLoader over a ``ShardStream``: yields batches, ``len`` = batches per rank per epoch.
 
-    Every pass asks ``start()`` for ``(epoch, skip)`` and reads the rank from
-    ``torch.distributed`` before the workers start, so each worker knows its share.
-    Workers are not persistent: each pass starts them afresh with the pass's epoch.
+    Every pass reads the rank from ``torch.distributed`` and its epoch from ``epoch()`` before
+    the workers start, so each worker knows its share; with a ``position`` it also skips the
+    batches a resumed checkpoint had already trained on, and its ``state_dict`` /
+    ``load_state_dict`` (Lightning's resumable-loader interface) are the position's. Workers
+    are not persistent: each pass starts them afresh with the pass's epoch.
     """
 
     def __init__(self, stream: ShardStream, num_workers: int = 0, prefetch_factor: int = 2,
-                 start: Callable[[], tuple[int, int]] | None = None) -> None:
+                 epoch: Callable[[], int] | None = None, position: StreamPosition | None = None) -> None:
         super().__init__(stream, batch_size=None, collate_fn=_as_is, num_workers=num_workers,
                          prefetch_factor=prefetch_factor if num_workers > 0 else None, persistent_workers=False)
-        self.start = start
+        self.epoch, self.position = epoch, position
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.position.state_dict() if self.position is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.position is not None and state_dict:
+            self.position.load_state_dict(state_dict)
 
     def __len__(self) -> int:
         return self.dataset.batches_per_rank(rank_and_world()[1])
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         rank, world = rank_and_world()
-        epoch, skip = self.start() if self.start is not None else (self.dataset.epoch, 0)
-        self.dataset.configure(rank, world, epoch, skip)
+        stream = self.dataset
+        epoch = self.epoch() if self.epoch is not None else stream.epoch
+        setting = {"world": world, "batch_size": stream.batch_size, "seed": stream.seed, "remainder": stream.remainder}
+        skip = self.position.begin(epoch, setting) if self.position is not None else 0
+        stream.configure(rank, world, epoch, skip)
         for chunk in super().__iter__():
             yield from _unpack(chunk)

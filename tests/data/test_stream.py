@@ -15,7 +15,7 @@ import pytest
 
 from cglight.data import keys
 from cglight.data.datamodule import CGDataModule
-from cglight.data.stream import StreamLoader
+from cglight.data.stream import StreamLoader, StreamPosition
 from cglight.errors import ConfigError, DatasetError
 from tests.data.synthetic import write_synthetic
 
@@ -25,6 +25,8 @@ SHARDS = {"a": [37, 5, 60], "b": [23]}
 TRAIN = {(0, f) for f in range(82)} | {(1, f) for f in range(19)}
 VAL = {(0, f) for f in range(82, 92)} | {(1, f) for f in range(19, 21)}
 TEST = {(0, f) for f in range(92, 102)} | {(1, f) for f in range(21, 23)}
+# batches of 8 in windows of 16: a: 82 frames → 5 windows (10 batches) + 2 frames (1); b: 19 → 1 window (2) + 3 frames (1)
+BATCHES = 10 + 1 + 2 + 1
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,7 @@ def test_splits_are_disjoint_time_blocks(synthetic):
 def test_every_training_frame_once_per_epoch_across_ranks(synthetic, world):
     dm = _dm(synthetic)
     stream = dm.train_dataloader().dataset
-    # a: 82 frames in windows of 16 → 5 full windows (10 batches) + 2 frames (1 batch); b: 19 → 1 window (2 batches) + 3 frames (1)
-    total = 10 + 1 + 2 + 1
+    total = BATCHES
     k = -(-total // world)
     passes = [_rank_pass(dm, stream, r, world, epoch=0) for r in range(world)]
     assert [len(p) for p in passes] == [k] * world == [stream.batches_per_rank(world)] * world
@@ -100,11 +101,19 @@ def test_workers_deliver_the_same_order_and_resume_skips_consumed(synthetic):
     def batches(loader):
         return [_frames([b]) for b in loader]
 
-    full = batches(StreamLoader(dm.train_dataloader().dataset, num_workers=0, start=lambda: (3, 0)))
+    def resumed_at(consumed):
+        position = StreamPosition()
+        position.load_state_dict({"epoch": 3, "consumed": consumed,
+                                  "setting": {"world": 1, "batch_size": 8, "seed": 0, "remainder": "pad"}})
+        return position
+
+    full = batches(StreamLoader(dm.train_dataloader().dataset, num_workers=0, epoch=lambda: 3))
     for workers in (0, 2):
-        assert batches(StreamLoader(dm.train_dataloader().dataset, num_workers=workers, start=lambda: (3, 0))) == full
-        tail = StreamLoader(dm.train_dataloader().dataset, num_workers=workers, start=lambda: (3, 5))
+        assert batches(StreamLoader(dm.train_dataloader().dataset, num_workers=workers, epoch=lambda: 3)) == full
+        tail = StreamLoader(dm.train_dataloader().dataset, num_workers=workers, epoch=lambda: 3, position=resumed_at(5))
         assert batches(tail) == full[5:]
+    other_epoch = StreamLoader(dm.train_dataloader().dataset, epoch=lambda: 4, position=resumed_at(5))
+    assert len(batches(other_epoch)) == BATCHES  # a position of another epoch is not applied
 
 
 def test_datamodule_state_resumes_the_epoch_it_stopped_in(synthetic):
@@ -114,7 +123,7 @@ def test_datamodule_state_resumes_the_epoch_it_stopped_in(synthetic):
     it = iter(loader)
     first = [next(it) for _ in range(4)]
     for b in first:
-        dm._consumed += 1  # what on_before_batch_transfer counts during training
+        dm.position.consumed += 1  # what on_before_batch_transfer counts during training
     state = json.loads(json.dumps(dm.state_dict()))
     assert state["epoch"] == 2 and state["consumed"] == 4
     rest = list(it)
