@@ -85,6 +85,8 @@ def test_mid_epoch_resume_ends_with_the_same_weights(trained):
 def test_fit_validates_on_val_and_test_reads_the_test_split(trained):
     tmp, data = trained
     rows = _rows(tmp / "rec" / "fit-rank0.json")
+    orders = [[fs for stage, e, s, fs in rows if stage == "train" and e == epoch] for epoch in (0, 1)]
+    assert orders[0] != orders[1]  # Lightning's epoch reaches the stream
     for epoch in (0, 1):
         train = [(s, f) for stage, e, s, fs in rows if stage == "train" and e == epoch for f in fs]
         assert sorted(train) == sorted(TRAIN)  # one rank: every training frame exactly once
@@ -100,24 +102,38 @@ def _ddp(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """A 2-epoch fit on two CPU ranks (gloo), one reading worker each, checkpoints every 10 steps."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    data = write_synthetic(tmp / "ds", SHARDS)  # shards of 37, 5, 60 and 23 frames
+    r = _ddp(["fit", "--config", _config(tmp, data, "A", [_recorder(tmp / "rec")], workers=1)], tmp)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp, data
+
+
 @pytest.mark.slow
 @pytest.mark.ddp
-def test_two_ranks_share_every_frame_with_equal_batch_counts_and_resume_exactly(tmp_path):
-    data = write_synthetic(tmp_path / "ds", SHARDS)  # shards of 37, 5, 60 and 23 frames
-    r = _ddp(["fit", "--config", _config(tmp_path, data, "A", [_recorder(tmp_path / "rec")], workers=1)], tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    ranks = [_rows(tmp_path / "rec" / f"fit-rank{i}.json") for i in (0, 1)]
+def test_two_ranks_share_every_frame_once_with_equal_batch_counts(ddp_run):
+    tmp, _ = ddp_run
+    ranks = [_rows(tmp / "rec" / f"fit-rank{i}.json") for i in (0, 1)]
     orders = []
     for epoch in (0, 1):
-        batches = [[(s, f) for stage, e, s, fs in rows if stage == "train" and e == epoch] for rows in ranks]
+        batches = [[(s, tuple(fs)) for stage, e, s, fs in rows if stage == "train" and e == epoch] for rows in ranks]
         assert len(batches[0]) == len(batches[1]) == BATCHES // 2  # 14 batches split evenly, nothing padded
         seen = collections.Counter((s, f) for stage, e, s, fs in ranks[0] + ranks[1] if stage == "train" and e == epoch for f in fs)
         assert set(seen) == TRAIN and max(seen.values()) == 1
         orders.append([b for rows in batches for b in rows])
     assert orders[0] != orders[1]
-    # resume both ranks mid-epoch 1 (step 10 = batch 3 of 7 of epoch 1 on each rank)
-    final = _weights(_ckpt(tmp_path, "A", "epoch=1"))
-    r = _ddp(["fit", "--config", _config(tmp_path, data, "C", [], workers=1), "--ckpt_path", str(_ckpt(tmp_path, "A", "step=10"))], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_ranks_resume_mid_epoch_exactly(ddp_run):
+    tmp, data = ddp_run
+    final = _weights(_ckpt(tmp, "A", "epoch=1"))
+    # step 10 = batch 3 of 7 of epoch 1 on each rank
+    r = _ddp(["fit", "--config", _config(tmp, data, "C", [], workers=1), "--ckpt_path", str(_ckpt(tmp, "A", "step=10"))], tmp)
     assert r.returncode == 0, r.stderr[-3000:]
-    resumed = _weights(_ckpt(tmp_path, "C", "epoch=1"))
+    resumed = _weights(_ckpt(tmp, "C", "epoch=1"))
     assert all(torch.allclose(resumed[k], final[k], rtol=1e-5, atol=1e-7) for k in final)
