@@ -110,8 +110,9 @@ def test_workers_deliver_the_same_order_and_resume_skips_consumed(synthetic):
     full = batches(StreamLoader(dm.train_dataloader().dataset, num_workers=0, epoch=lambda: 3))
     for workers in (0, 2):
         assert batches(StreamLoader(dm.train_dataloader().dataset, num_workers=workers, epoch=lambda: 3)) == full
-        tail = StreamLoader(dm.train_dataloader().dataset, num_workers=workers, epoch=lambda: 3, position=resumed_at(5))
-        assert batches(tail) == full[5:]
+        for consumed in (3, 4):  # resuming in an odd and an even chunk of 2 batches
+            tail = StreamLoader(dm.train_dataloader().dataset, num_workers=workers, epoch=lambda: 3, position=resumed_at(consumed))
+            assert batches(tail) == full[consumed:]
     other_epoch = StreamLoader(dm.train_dataloader().dataset, epoch=lambda: 4, position=resumed_at(5))
     assert len(batches(other_epoch)) == BATCHES  # a position of another epoch is not applied
 
