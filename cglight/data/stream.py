@@ -233,23 +233,29 @@ class ShardStream(IterableDataset):
         return f
 
     def _read(self, window: Window) -> dict[str, np.ndarray]:
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in self._fields[window.system]}
+        """The window's frames, every field read straight into one array (no second copy)."""
+        out: dict[str, np.ndarray] = {}
+        offset = 0
         for shard, a, b in window.pieces:
             f = self._file(shard)
             path = self.root / self.manifest.shards[shard].path
-            for name in parts:
+            for name in self._fields[window.system]:
                 if name not in f:
                     raise DatasetError(f"{path}: missing dataset '{name}'")
+                ds = f[name]
+                if ds.shape[0] < b:
+                    raise DatasetError(f"{path}: dataset '{name}' has {ds.shape[0]} frames, the manifest says {self.manifest.shards[shard].frames}")
+                if name not in out:
+                    out[name] = np.empty((window.frames, *ds.shape[1:]), dtype=np.int64 if name == keys.FRAME_INDEX else np.float32)
+                target = out[name][offset : offset + b - a]
                 try:
-                    values = f[name][a:b]
-                except (OSError, ValueError) as exc:
+                    ds.read_direct(target, source_sel=np.s_[a:b])
+                except (OSError, ValueError, TypeError) as exc:
                     raise DatasetError(f"{path}: cannot read '{name}' frames {a}..{b - 1} ({exc})") from None
-                if len(values) != b - a:
-                    raise DatasetError(f"{path}: dataset '{name}' has {len(values) + a} frames, the manifest says more")
                 if name != keys.FRAME_INDEX:
-                    check_finite(path, name, values, np.arange(a, b))
-                parts[name].append(values)
-        return {name: np.concatenate(v) for name, v in parts.items()}
+                    check_finite(path, name, target, np.arange(a, b))
+            offset += b - a
+        return out
 
     def _batch(self, plan: EpochPlan, batch: int) -> dict[str, Tensor]:
         w, b = plan.locate(batch)
