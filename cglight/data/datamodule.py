@@ -31,10 +31,10 @@ import lightning as L
 from torch import Tensor
 
 from cglight.data.dataset import ShardDataset
-from cglight.data.manifest import MANIFEST, Manifest, SystemInfo
+from cglight.data.manifest import MANIFEST, Manifest, SystemInfo, read_manifest
 from cglight.data.splits import Segment, Splits, split_dataset
 from cglight.data.stream import REMAINDER, ShardStream, StreamLoader, StreamPosition
-from cglight.errors import ConfigError, DatasetError
+from cglight.errors import ConfigError
 
 log = logging.getLogger("cglight")
 
@@ -95,6 +95,7 @@ class CGDataModule(L.LightningDataModule):
         self.splits: Splits | None = None
         self.position = StreamPosition()
         self._epoch = 0
+        self._manifest: Manifest | None = None
 
     # ----------------------------------------------------------------- Lightning hooks
     def prepare_data(self) -> None:
@@ -153,9 +154,12 @@ class CGDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------- the hand-over to the model
     @property
     def manifest(self) -> Manifest:
-        if self.dataset is None:
-            raise DatasetError(f"CGDataModule({self.path}): call setup() before reading the dataset")
-        return self.dataset.manifest
+        """The dataset's manifest (read, without the shard checks of ``setup``, if ``setup`` has not run yet)."""
+        if self.dataset is not None:
+            return self.dataset.manifest
+        if self._manifest is None:
+            self._manifest = read_manifest(self.path)
+        return self._manifest
 
     @property
     def systems(self) -> dict[str, SystemInfo]:
