@@ -333,8 +333,11 @@ class StreamLoader(DataLoader):
 
     def __init__(self, stream: ShardStream, num_workers: int = 0, prefetch_factor: int = 2,
                  epoch: Callable[[], int] | None = None, position: StreamPosition | None = None) -> None:
+        # its own generator: starting a pass must not draw from torch's global one, which the
+        # probes of the Hessian losses use (the stream's order depends on seed and epoch only)
         super().__init__(stream, batch_size=None, collate_fn=_as_is, num_workers=num_workers,
-                         prefetch_factor=prefetch_factor if num_workers > 0 else None, persistent_workers=False)
+                         prefetch_factor=prefetch_factor if num_workers > 0 else None, persistent_workers=False,
+                         generator=torch.Generator().manual_seed(stream.seed))
         self.epoch, self.position = epoch, position
 
     def state_dict(self) -> dict[str, Any]:
