@@ -75,6 +75,10 @@ def test_mid_epoch_resume_ends_with_the_same_weights(trained):
     assert main(["fit", "--config", _config(tmp, data, "C", []), "--ckpt_path", str(middle)]) == 0
     resumed = _weights(_ckpt(tmp, "C", "epoch=1"))
     assert all(torch.allclose(resumed[k], final[k], rtol=1e-5, atol=1e-7) for k in final)
+    # from the end of epoch 0 (after its validation pass) too
+    assert main(["fit", "--config", _config(tmp, data, "E", []), "--ckpt_path", str(_ckpt(tmp, "A", "epoch=0"))]) == 0
+    resumed = _weights(_ckpt(tmp, "E", "epoch=1"))
+    assert all(torch.allclose(resumed[k], final[k], rtol=1e-5, atol=1e-7) for k in final)
     # without the probe generator's state the resumed run draws other probes and ends elsewhere
     assert main(["fit", "--config", _config(tmp, data, "D", []), "--random_state.enabled", "false", "--ckpt_path", str(middle)]) == 0
     other = _weights(_ckpt(tmp, "D", "epoch=1"))
