@@ -28,7 +28,7 @@ Memory: a worker holds one window (``window_frames`` frames, every field) plus t
 building; the DataLoader queues at most ``prefetch_factor`` chunks per worker. Per rank that is
 at most ``num_workers × (prefetch_factor + 2) × window_frames`` frames (``(2 + 1) ×
 window_frames`` with ``num_workers = 0``), whatever the size of the dataset; the plan itself is a
-few integers per block.
+few integers per block (about 40 MB for 100 million frames).
 """
 
 from __future__ import annotations
@@ -84,38 +84,59 @@ class Window:
 
 
 class EpochPlan:
-    """The epoch's windows and global batches (see the module docstring), identical in every process."""
+    """The epoch's windows and global batches (see the module docstring), identical in every process.
+
+    Held as numpy arrays, a few integers per block and per window; a window's pieces are
+    worked out when it is read.
+    """
 
     def __init__(self, segments: list[Segment], batch_size: int, block_frames: int, window_frames: int,
                  shuffle: bool, seed: int, epoch: int) -> None:
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
-        size = math.ceil(window_frames / batch_size) * batch_size
-        self.batches_per_window = size // batch_size
+        self.size = math.ceil(window_frames / batch_size) * batch_size
+        self.batches_per_window = self.size // batch_size
         rng = np.random.default_rng([seed, epoch])
-        windows: list[Window] = []
-        for system in dict.fromkeys(s.system for s in segments):
-            blocks = [(s.shard, a, min(a + block_frames, s.stop))
-                      for s in segments if s.system == system for a in range(s.start, s.stop, block_frames)]
+        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per system: shard, start, cumulative frames
+        self.systems = list(dict.fromkeys(s.system for s in segments))
+        win_system, win_index = [], []
+        for k, system in enumerate(self.systems):
+            mine = [s for s in segments if s.system == system]
+            starts = [np.arange(s.start, s.stop, block_frames) for s in mine]
+            shard = np.concatenate([np.full(len(a), s.shard) for s, a in zip(mine, starts, strict=True)])
+            start = np.concatenate(starts)
+            stop = np.concatenate([np.minimum(a + block_frames, s.stop) for s, a in zip(mine, starts, strict=True)])
             if shuffle:
-                blocks = [blocks[i] for i in rng.permutation(len(blocks))]
-            pieces: list[tuple[int, int, int]] = []
-            n = 0
-            for shard, a, b in blocks:
-                while a < b:
-                    take = min(b - a, size - n)
-                    pieces.append((shard, a, a + take))
-                    n, a = n + take, a + take
-                    if n == size:
-                        windows.append(Window(system, tuple(pieces), n))
-                        pieces, n = [], 0
-            if n:
-                windows.append(Window(system, tuple(pieces), n))
+                p = rng.permutation(len(start))
+                shard, start, stop = shard[p], start[p], stop[p]
+            cum = np.concatenate([[0], np.cumsum(stop - start)])
+            self._blocks.append((shard, start, cum))
+            n = math.ceil(int(cum[-1]) / self.size)
+            win_system.append(np.full(n, k))
+            win_index.append(np.arange(n))
+        self.win_system = np.concatenate(win_system) if win_system else np.zeros(0, dtype=np.int64)
+        self.win_index = np.concatenate(win_index) if win_index else np.zeros(0, dtype=np.int64)
         if shuffle:
-            windows = [windows[i] for i in rng.permutation(len(windows))]
-        self.windows = windows
-        counts = [math.ceil(w.frames / batch_size) for w in windows]
-        self.first_batch = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            p = rng.permutation(len(self.win_system))
+            self.win_system, self.win_index = self.win_system[p], self.win_index[p]
+        totals = np.array([int(b[2][-1]) for b in self._blocks], dtype=np.int64)
+        self.frames = np.minimum(self.size, totals[self.win_system] - self.win_index * self.size) if len(totals) else self.win_index
+        self.first_batch = np.concatenate([[0], np.cumsum(-(-self.frames // batch_size))]).astype(np.int64)
         self.total = int(self.first_batch[-1])
+
+    def window(self, w: int) -> Window:
+        """Window ``w``: the contiguous pieces of shards it reads."""
+        k = int(self.win_system[w])
+        shard, start, cum = self._blocks[k]
+        lo = int(self.win_index[w]) * self.size
+        hi = lo + int(self.frames[w])
+        pieces = []
+        i = int(np.searchsorted(cum, lo, side="right") - 1)
+        while i < len(start) and cum[i] < hi:
+            a = int(start[i]) + max(lo - int(cum[i]), 0)
+            b = int(start[i]) + min(hi, int(cum[i + 1])) - int(cum[i])
+            pieces.append((int(shard[i]), a, b))
+            i += 1
+        return Window(self.systems[k], tuple(pieces), hi - lo)
 
     def locate(self, batch: int) -> tuple[int, int]:
         """Global batch → (window, batch within the window)."""
@@ -124,7 +145,7 @@ class EpochPlan:
 
     def order(self, window: int) -> np.ndarray:
         """The permutation of a window's frames (identity without shuffling)."""
-        n = self.windows[window].frames
+        n = int(self.frames[window])
         if not self.shuffle:
             return np.arange(n)
         return np.random.default_rng([self.seed, self.epoch, 1, window]).permutation(n)
@@ -159,6 +180,7 @@ class ShardStream(IterableDataset):
         self._files: OrderedDict[int, h5py.File] = OrderedDict()
         self._pid = os.getpid()
         self._window: tuple[int, dict[str, np.ndarray], np.ndarray] | None = None
+        self._total: int | None = None
 
     @staticmethod
     def _fields_of(hessian: str) -> tuple[str, ...]:
@@ -179,7 +201,9 @@ class ShardStream(IterableDataset):
 
     def batches_per_rank(self, world: int) -> int:
         """Batches every rank yields per epoch (the same in every epoch)."""
-        return batches_per_rank(self.plan(0).total, world, self.remainder)
+        if self._total is None:
+            self._total = self.plan(0).total
+        return batches_per_rank(self._total, world, self.remainder)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -261,11 +285,11 @@ class ShardStream(IterableDataset):
         w, b = plan.locate(batch)
         if self._window is None or self._window[0] != w:
             self._window = None  # release the previous window before reading the next
-            self._window = (w, self._read(plan.windows[w]), plan.order(w))
+            self._window = (w, self._read(plan.window(w)), plan.order(w))
         _, arrays, order = self._window
         idx = order[b * self.batch_size : (b + 1) * self.batch_size]
         out = {name: torch.from_numpy(np.ascontiguousarray(v[idx])) for name, v in arrays.items()}
-        system = plan.windows[w].system
+        system = plan.systems[int(plan.win_system[w])]
         n = len(idx)
         out[keys.BEAD_TYPES] = self._types[system].expand(n, -1).clone()
         out[keys.BETA] = torch.full((n,), self._beta[system], dtype=torch.float32)
