@@ -15,17 +15,17 @@ import yaml
 
 from cglight.cli import main
 from tests.data.synthetic import write_synthetic
-from tests.data.test_stream import BATCHES, SHARDS, TEST, TRAIN, VAL
+from tests.data.test_stream import SHARDS, TEST, TRAIN, VAL
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _config(tmp: Path, data: Path, run: str, callbacks: list[dict], workers: int = 0) -> str:
+def _config(tmp: Path, data: Path, run: str, callbacks: list[dict], workers: int = 0, batch_size: int = 8, window: int = 16) -> str:
     config = {
         "seed_everything": 0,
         "model": {"backbone": {"name": "graph-network", "embedding_dimension": 16, "num_layers": 1, "cutoff_upper": 8.0},
                   "losses": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 2}}},
-        "data": {"path": str(data), "batch_size": 8, "num_workers": workers, "block_frames": 4, "window_frames": 16},
+        "data": {"path": str(data), "batch_size": batch_size, "num_workers": workers, "block_frames": 4, "window_frames": window},
         "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                     "enable_model_summary": False, "log_every_n_steps": 1, "default_root_dir": str(tmp / run),
                     "callbacks": [
@@ -106,12 +106,17 @@ def _ddp(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+# batches of 10 in windows of 10: a: 82 training frames → 9 batches, b: 19 → 2; 11 in all, odd, so
+# with two ranks each takes 6 and rank 1's last batch is the epoch's first one again ("pad")
+DDP = {"workers": 1, "batch_size": 10, "window": 10}
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     """A 2-epoch fit on two CPU ranks (gloo), one reading worker each, checkpoints every 10 steps."""
     tmp = tmp_path_factory.mktemp("ddp")
     data = write_synthetic(tmp / "ds", SHARDS)  # shards of 37, 5, 60 and 23 frames
-    r = _ddp(["fit", "--config", _config(tmp, data, "A", [_recorder(tmp / "rec")], workers=1)], tmp)
+    r = _ddp(["fit", "--config", _config(tmp, data, "A", [_recorder(tmp / "rec")], **DDP)], tmp)
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp, data
 
@@ -124,10 +129,13 @@ def test_two_ranks_share_every_frame_once_with_equal_batch_counts(ddp_run):
     orders = []
     for epoch in (0, 1):
         batches = [[(s, tuple(fs)) for stage, e, s, fs in rows if stage == "train" and e == epoch] for rows in ranks]
-        assert len(batches[0]) == len(batches[1]) == BATCHES // 2  # 14 batches split evenly, nothing padded
-        seen = collections.Counter((s, f) for stage, e, s, fs in ranks[0] + ranks[1] if stage == "train" and e == epoch for f in fs)
-        assert set(seen) == TRAIN and max(seen.values()) == 1
-        orders.append([b for rows in batches for b in rows])
+        assert len(batches[0]) == len(batches[1]) == 6
+        seen = collections.Counter((s, f) for s, fs in batches[0] + batches[1] for f in fs)
+        assert set(seen) == TRAIN
+        s, first = batches[0][0]
+        assert batches[1][-1] == batches[0][0] and {k for k, n in seen.items() if n > 1} == {(s, f) for f in first}
+        assert max(seen.values()) == 2
+        orders.append(batches[0] + batches[1])
     assert orders[0] != orders[1]
 
 
@@ -136,8 +144,8 @@ def test_two_ranks_share_every_frame_once_with_equal_batch_counts(ddp_run):
 def test_two_ranks_resume_mid_epoch_exactly(ddp_run):
     tmp, data = ddp_run
     final = _weights(_ckpt(tmp, "A", "epoch=1"))
-    # step 10 = batch 3 of 7 of epoch 1 on each rank
-    r = _ddp(["fit", "--config", _config(tmp, data, "C", [], workers=1), "--ckpt_path", str(_ckpt(tmp, "A", "step=10"))], tmp)
+    # step 10 = batch 4 of 6 of epoch 1 on each rank
+    r = _ddp(["fit", "--config", _config(tmp, data, "C", [], **DDP), "--ckpt_path", str(_ckpt(tmp, "A", "step=10"))], tmp)
     assert r.returncode == 0, r.stderr[-3000:]
     resumed = _weights(_ckpt(tmp, "C", "epoch=1"))
     assert all(torch.allclose(resumed[k], final[k], rtol=1e-5, atol=1e-7) for k in final)
