@@ -145,7 +145,7 @@ def main() -> None:
         from cglight.data.datamodule import CGDataModule
 
         workers = CGDataModule("unused").num_workers
-        bound_frames = max(workers, 1) * (2 + 3) * args.window  # num_workers × (prefetch_factor + 3) windows
+        bound_frames = max(workers, 1) * (2 + 4) * args.window  # num_workers × (prefetch_factor + 4) windows
         bound_mib = bound_frames * bytes_per_frame(args.beads) / 2**20
         print(f"\npeak RSS, {args.beads} beads ({bytes_per_frame(args.beads) / 1e3:.1f} kB/frame), window_frames={args.window}, "
               f"num_workers={workers}: memory bound {bound_frames} frames = {bound_mib:.0f} MiB")

@@ -24,11 +24,12 @@ alone, so no process needs to talk to another):
 6. **Resume.** ``skip`` batches already trained on are left out of the pass (whole chunks are not
    read at all).
 
-Memory: a worker holds one window (``window_frames`` frames, every field) plus the chunk it is
-building; the DataLoader queues at most ``prefetch_factor`` chunks per worker. Per rank that is
-at most ``num_workers × (prefetch_factor + 2) × window_frames`` frames (``(2 + 1) ×
-window_frames`` with ``num_workers = 0``), whatever the size of the dataset; the plan itself is a
-few integers per block (about 40 MB for 100 million frames).
+Memory: a worker holds one window (``window_frames`` frames, every field), the chunk it is
+building and, while sending it, that chunk's shared-memory copy; the DataLoader queues at most
+``prefetch_factor`` chunks per worker and the training process unpacks one. Per rank that is at
+most about ``num_workers × (prefetch_factor + 4) × window_frames`` frames (3 windows with
+``num_workers = 0``), whatever the size of the dataset; the plan itself is a few integers per
+block (about 40 MB for 100 million frames).
 """
 
 from __future__ import annotations
