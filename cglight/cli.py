@@ -28,6 +28,7 @@ COMMANDS = {
     "plugins": "list the registered loss plugins",
 }
 log = logging.getLogger("cglight")
+RUNS = "runs"  # the default directory of logs and checkpoints, unless trainer.default_root_dir is set
 
 
 def _setup() -> None:
@@ -135,9 +136,6 @@ def _lightning_main(argv: list[str]) -> None:
         },
         args=argv,
     )
-
-
-RUNS = "runs"
 
 
 def _logs_under_root_dir(trainer) -> None:
