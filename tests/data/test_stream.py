@@ -94,6 +94,13 @@ def test_order_reproducible_from_seed_and_epoch_and_mixes_shards(synthetic):
     # a shuffle window mixes frames of different shards of system a (shard 0: frames 0-36, 1: 37-41, 2: 42-)
     shards_of = [{0 if f < 37 else 1 if f < 42 else 2 for s, f in _frames([b]) if s == 0} for b in _rank_pass(dm, stream, 0, 1, 0)]
     assert any(len(s) > 1 for s in shards_of)
+    # and the window is permuted as a whole: unshuffled, a batch of 8 would be two blocks of 4 consecutive
+    # frames (a few more runs where a block is cut short by a shard's end); shuffled, it is scattered
+    def runs(batch):
+        f = sorted(batch[keys.FRAME_INDEX].tolist())
+        return 1 + sum(b != a + 1 for a, b in zip(f, f[1:]))
+
+    assert max(runs(b) for b in _rank_pass(dm, stream, 0, 1, 0)) >= 6
 
 
 def test_workers_deliver_the_same_order_and_resume_skips_consumed(synthetic):
