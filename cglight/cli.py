@@ -18,10 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
-from cglight.errors import CGLightError, DatasetError
+from cglight.errors import CGLightError
 
 COMMANDS = {
     "prepare": "build a dataset: all-atom OpenMM MD, CG map, mapped forces, projected Hessians, shards",
@@ -33,6 +32,7 @@ COMMANDS = {
     "plugins": "list the registered loss plugins",
 }
 log = logging.getLogger("cglight")
+RUNS = "runs"  # the default directory of logs and checkpoints, unless trainer.default_root_dir is set
 
 
 def _setup() -> None:
@@ -131,21 +131,26 @@ def _lightning_main(argv: list[str]) -> None:
     from lightning.pytorch.cli import LightningCLI
 
     from cglight.data.datamodule import CGDataModule
-    from cglight.model.potential import CGPotential
-
     from cglight.model.loss_curves import LossCurves
+    from cglight.model.potential import CGPotential
+    from cglight.model.random_state import RandomState
     from cglight.model.simulation_check import SimulationValidation
 
     class CGLightCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(LossCurves, "loss_curves")
+            parser.add_lightning_class_args(RandomState, "random_state")
             parser.add_lightning_class_args(SimulationValidation, "simulation_check")
             parser.link_arguments("data.path", "simulation_check.reference")
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand]
             config.trainer.inference_mode = False  # Hessian-vector products need autograd in validation too
-            _ensure_dataset(config.data.path, config.data.build)
+            _logs_under_root_dir(config.trainer)
+            if config.trainer.get("strategy") == "ddp":
+                # force and Hessian losses never reach the energy's constant offset (the output bias),
+                # so DDP must be told that some parameters get no gradient
+                config.trainer.strategy = "ddp_find_unused_parameters_true"
 
     CGLightCLI(
         CGPotential,
@@ -156,32 +161,26 @@ def _lightning_main(argv: list[str]) -> None:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
         trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "cglight"}},
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS, "name": "cglight"}},
             "inference_mode": False,
         },
         args=argv,
     )
 
 
-def _ensure_dataset(path: str, build: str | None) -> None:
-    from cglight.data.manifest import MANIFEST
-    from cglight.prepare.pipeline import prepare_dataset
+def _logs_under_root_dir(trainer) -> None:
+    """Loggers writing to the default ``runs/`` write under ``trainer.default_root_dir`` when it is set.
 
-    manifest = Path(path) / MANIFEST
-    if manifest.is_file() or build is None:
+    Checkpoints follow the first logger (``<save_dir>/<name>/version_N/checkpoints``).
+    """
+    root = trainer.get("default_root_dir")
+    loggers = trainer.get("logger")
+    if root is None or not loggers or isinstance(loggers, bool):
         return
-    config = load_prepare_config(build)
-    rank = int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
-    if rank != 0:  # launched by torchrun/SLURM: rank 0 builds, the others wait for its manifest
-        log.info("rank %d: waiting for rank 0 to build %s", rank, path)
-        deadline = time.monotonic() + 4 * 3600
-        while not manifest.is_file():
-            if time.monotonic() > deadline:
-                raise DatasetError(f"rank {rank}: gave up waiting for {manifest} to be built by rank 0")
-            time.sleep(2.0)
-        return
-    log.info("dataset %s not found: building it first from %s (%d frames)", path, build, config.frames)
-    prepare_dataset(config, path, overwrite=False)
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init = logger.get("init_args") if hasattr(logger, "get") else None
+        if init is not None and init.get("save_dir") == RUNS:
+            init["save_dir"] = str(root)
 
 
 def main(argv: list[str] | None = None) -> int:

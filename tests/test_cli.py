@@ -39,7 +39,7 @@ def test_smoke_fit_through_the_cli_then_load_checkpoint(tiny_dataset, tmp_path):
     rows = _metrics(tmp_path)
     train = [row for row in rows if row.get("train/force")]
     val = [row for row in rows if row.get("val/hvp_cov")]
-    assert len(train) == 5 and len(val) == 1  # 36 training frames in batches of 8 (last one partial); one validation pass
+    assert len(train) == 4 and len(val) == 1  # 32 training frames (4 validation, 4 test) in batches of 8; one validation pass
     for key in ("train/force", "train/hvp_cov", "train/hvp_cov_raw", "train/hvp_cov/target_sq"):
         assert float(train[0][key]) > 0, key
     assert 0 < float(val[0]["val/force"]) < 10 and 0 < float(val[0]["val/hvp_cov"]) < 10

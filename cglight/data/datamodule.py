@@ -1,7 +1,23 @@
-"""``CGDataModule``: train/validation/test loaders over a shard dataset.
+"""``CGDataModule``: the shard dataset streamed to Lightning, on one process or many (DDP).
 
-The last ``val_fraction`` of every system's frames (in trajectory order) is held out for
-validation and testing: MD frames are correlated in time, so a random split would leak.
+Lightning's hooks, in the order Lightning calls them:
+
+- ``prepare_data`` (global rank 0 only, the other ranks wait at Lightning's barrier): a missing
+  dataset is built with ``cglight prepare`` from ``data.build``.
+- ``setup`` (every rank): the manifest is read and every shard's header checked (shapes, dtypes,
+  openable, optional checksums), so a missing, truncated or mismatched shard stops every rank
+  with an error naming the file before training starts. The splits are made (``splits.py``).
+- ``train_dataloader`` / ``val_dataloader`` / ``test_dataloader``: ``StreamLoader``\\ s over
+  ``ShardStream``\\ s (``stream.py``: blocks, shuffle windows, rank and worker split, memory bound).
+  The training loader reads ``trainer.current_epoch`` as each pass starts (the epoch hand-over;
+  Lightning restores the counter on resume): the order depends on ``seed`` and the epoch only.
+- ``on_before_batch_transfer`` counts the training batches that reach the training step;
+  ``state_dict`` / ``load_state_dict`` (of this DataModule and, the same position, of the
+  training loader, Lightning's resumable-loader interface) put ``(epoch, consumed)`` into the
+  checkpoint, so ``--ckpt_path`` resumes the stream at the next unseen batch.
+
+What the model may use (an explicit hand-over, read after ``setup``): ``systems`` (the
+manifest's systems) and ``calibration_batches(frames)``.
 """
 
 from __future__ import annotations
@@ -9,16 +25,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-import numpy as np
-from torch.utils.data import DataLoader
+from torch import Tensor
 
-from cglight.data.dataset import ShardDataset, SystemBatchSampler, collate_batch
-from cglight.data.manifest import MANIFEST
-from cglight.errors import ConfigError, DatasetError
+from cglight.data.dataset import ShardDataset
+from cglight.data.manifest import MANIFEST, Manifest, SystemInfo, read_manifest
+from cglight.data.splits import Segment, Splits, split_dataset
+from cglight.data.stream import REMAINDER, ShardStream, StreamLoader, StreamPosition
+from cglight.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cglight")
 
 
 class CGDataModule(L.LightningDataModule):
@@ -26,13 +44,23 @@ class CGDataModule(L.LightningDataModule):
 
     Args:
         path: dataset directory (holding ``manifest.json``).
-        batch_size: frames per batch (all from one system).
-        val_fraction: fraction of each system's frames, taken from the end, for validation/test.
-        num_workers: DataLoader worker processes (0 reads in the training process).
-        seed: seed of the per-epoch shuffle.
-        verify_checksums: check every shard's sha256 against the manifest when opening.
-        build: a ``cglight prepare`` config used by ``cglight fit`` to build the dataset when
-            ``path`` has no manifest yet.
+        batch_size: frames per batch per rank (all from one system).
+        val_fraction: fraction of each system's frames held out for validation: the block right
+            after the training frames in trajectory order.
+        test_fraction: fraction of each system's frames held out for testing: the end of its
+            trajectory.
+        holdout_systems: systems held out whole: all their frames are test frames, none trained on.
+        num_workers: DataLoader worker processes per rank that read and prefetch (0 reads in the
+            training process).
+        block_frames: consecutive frames read at once (one HDF5 slice per field).
+        window_frames: frames of the shuffle window, mixed within and across shards; it sets the
+            memory bound (see ``cglight.data.stream``).
+        remainder: what happens when the epoch's batches do not divide over the ranks: ``pad``
+            (repeat the epoch's first batches) or ``drop`` (skip the epoch's last batches).
+        seed: seed of the shuffle; the order depends on the seed and the epoch only.
+        verify_checksums: check every shard's sha256 against the manifest in ``setup``.
+        build: a ``cglight prepare`` config used to build the dataset when ``path`` has no
+            manifest yet (in ``prepare_data``, by global rank 0).
     """
 
     def __init__(
@@ -40,62 +68,119 @@ class CGDataModule(L.LightningDataModule):
         path: str,
         batch_size: int = 32,
         val_fraction: float = 0.1,
-        num_workers: int = 0,
+        test_fraction: float = 0.1,
+        holdout_systems: list[str] | None = None,
+        num_workers: int = 1,
+        block_frames: int = 64,
+        window_frames: int = 1024,
+        remainder: str = "pad",
         seed: int = 0,
         verify_checksums: bool = False,
         build: str | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        for name, value in (("batch_size", batch_size), ("block_frames", block_frames), ("window_frames", window_frames)):
+            if value < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {value}")
         if num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
-        self.path, self.batch_size, self.val_fraction = Path(path), batch_size, val_fraction
-        self.num_workers, self.seed, self.build = num_workers, seed, build
-        if not (self.path / MANIFEST).is_file() and build is not None:
-            raise DatasetError(f"dataset {self.path} has no {MANIFEST}; build it with `cglight prepare --config {build} --out {self.path}`")
-        self.dataset = ShardDataset(self.path, verify_checksums=verify_checksums)
-        self.train_frames, self.val_frames = self._split()
+        if remainder not in REMAINDER:
+            raise ConfigError(f"data.remainder must be one of {', '.join(REMAINDER)}, got {remainder!r}")
+        self.path, self.batch_size, self.build = Path(path), batch_size, build
+        self.val_fraction, self.test_fraction, self.holdout_systems = val_fraction, test_fraction, list(holdout_systems or [])
+        self.num_workers, self.block_frames, self.window_frames = num_workers, block_frames, window_frames
+        self.remainder, self.seed, self.verify_checksums = remainder, seed, verify_checksums
+        self.prepare_data_per_node = False  # one build per job: the dataset lives on a shared file system
+        self.dataset: ShardDataset | None = None
+        self.splits: Splits | None = None
+        self.position = StreamPosition()
+        self._epoch = 0
+        self._manifest: Manifest | None = None
 
-    def _split(self) -> tuple[np.ndarray, np.ndarray]:
-        train, val = [], []
-        for s, name in enumerate(self.dataset.system_names):
-            frames = np.nonzero(self.dataset.system_of_frame == s)[0]
-            n_val = int(round(len(frames) * self.val_fraction))
-            if len(frames) - n_val < 1 or n_val < 1:
-                raise DatasetError(f"{self.path}: system '{name}' has {len(frames)} frames, too few to hold out val_fraction={self.val_fraction}")
-            train.append(frames[: len(frames) - n_val])
-            val.append(frames[len(frames) - n_val :])
-        return np.concatenate(train), np.concatenate(val)
+    # ----------------------------------------------------------------- Lightning hooks
+    def prepare_data(self) -> None:
+        if (self.path / MANIFEST).is_file() or self.build is None:
+            return
+        from cglight.cli import load_prepare_config
+        from cglight.prepare.pipeline import prepare_dataset
 
-    def _loader(self, frames: np.ndarray, shuffle: bool) -> DataLoader:
-        sampler = SystemBatchSampler(frames, self.dataset.system_of_frame[frames], self.batch_size, shuffle, self.seed)
-        return DataLoader(
-            self.dataset,
-            batch_sampler=sampler,
-            collate_fn=collate_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        config = load_prepare_config(self.build)
+        log.info("dataset %s not found: building it first from %s (%d frames)", self.path, self.build, config.frames)
+        prepare_dataset(config, self.path, overwrite=False)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_frames, shuffle=True)
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        self.dataset = ShardDataset(self.path, verify_checksums=self.verify_checksums)  # checks every shard's header
+        self.splits = split_dataset(self.manifest, self.val_fraction, self.test_fraction, self.holdout_systems, str(self.path))
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_frames, shuffle=False)
+    def _stream(self, segments: list[Segment], shuffle: bool) -> ShardStream:
+        return ShardStream(self.path, self.manifest, segments, self.batch_size, shuffle, self.seed,
+                           self.block_frames, self.window_frames, self.remainder)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_frames, shuffle=False)
+    def train_dataloader(self) -> StreamLoader:
+        return StreamLoader(self._stream(self._split().train, True), self.num_workers, epoch=self._current_epoch, position=self.position)
+
+    def val_dataloader(self) -> StreamLoader:
+        return StreamLoader(self._stream(self._split().val, False), self.num_workers)
+
+    def test_dataloader(self) -> StreamLoader:
+        test = self._split().test
+        if not test:
+            raise ConfigError(f"{self.path}: the test split is empty; set data.test_fraction > 0 or data.holdout_systems")
+        return StreamLoader(self._stream(test, False), self.num_workers)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training:
+            self.position.consumed += 1  # a batch reaches the training step (prefetched ones are not counted)
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training stream's position: the epoch and how many of its batches this rank trained on."""
+        return self.position.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.position.load_state_dict(state_dict)
+
+    # ----------------------------------------------------------------- the epoch hand-over
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch of the next training pass when no trainer drives this DataModule."""
+        self._epoch = epoch
+
+    def _current_epoch(self) -> int:
+        """Read by the training loader as each pass starts: Lightning's epoch counter, restored on resume."""
+        return self.trainer.current_epoch if self.trainer is not None else self._epoch
+
+    # ----------------------------------------------------------------- the hand-over to the model
+    @property
+    def manifest(self) -> Manifest:
+        """The dataset's manifest (read, without the shard checks of ``setup``, if ``setup`` has not run yet)."""
+        if self.dataset is not None:
+            return self.dataset.manifest
+        if self._manifest is None:
+            self._manifest = read_manifest(self.path)
+        return self._manifest
 
     @property
-    def systems(self) -> dict:
-        return self.dataset.manifest.systems
+    def systems(self) -> dict[str, SystemInfo]:
+        """The manifest's systems, name → ``SystemInfo`` (bead types, temperature, ...)."""
+        return self.manifest.systems
 
-    def calibration_batches(self, frames: int) -> Iterator[dict]:
-        """The first ``frames`` training frames, in order: the same on every rank."""
-        chosen = self.train_frames[: max(frames, 1)]
-        sampler = SystemBatchSampler(chosen, self.dataset.system_of_frame[chosen], self.batch_size, shuffle=False)
-        for indices in sampler:
-            yield self.dataset.__getitems__(indices)
+    def calibration_batches(self, frames: int) -> Iterator[dict[str, Tensor]]:
+        """Batches of the first ``frames`` training frames in trajectory order: the same on every rank."""
+        left, chosen = max(frames, 1), []
+        for s in self._split().train:
+            if left <= 0:
+                break
+            take = min(s.frames, left)
+            chosen.append(Segment(s.system, s.shard, s.start, s.start + take))
+            left -= take
+        stream = self._stream(chosen, shuffle=False)
+        stream.configure(rank=0, world=1, epoch=0)
+        yield from stream.batches()
+
+    def _split(self) -> Splits:
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None
+        return self.splits

@@ -1,16 +1,20 @@
-"""``ShardDataset``: frames of a shard dataset, read lazily from HDF5 a batch at a time."""
+"""``ShardDataset``: random access to the frames of a shard dataset, read lazily from HDF5.
+
+Training streams through ``cglight.data.stream``; this reader is for looking at given frames.
+Its memory is a few integers per shard, never per frame.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from cglight.data import keys
 from cglight.data.manifest import Manifest, read_manifest
@@ -36,7 +40,6 @@ class ShardDataset(Dataset):
         counts = [s.frames for s in self.manifest.shards]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.shard_system = np.array([self.system_names.index(s.system) for s in self.manifest.shards], dtype=np.int64)
-        self.system_of_frame = np.repeat(self.shard_system, counts)
         self._files: dict[int, h5py.File] = {}
         self._pid = os.getpid()
         self._types = [torch.tensor(s.bead_types, dtype=torch.long) for s in self.manifest.systems.values()]
@@ -69,12 +72,12 @@ class ShardDataset(Dataset):
             raise IndexError("empty batch")
         if idx.min() < 0 or idx.max() >= len(self):
             raise IndexError(f"frame index out of range [0, {len(self)}): {idx.tolist()}")
-        systems = np.unique(self.system_of_frame[idx])
+        shard_of = np.searchsorted(self.offsets, idx, side="right") - 1
+        systems = np.unique(self.shard_system[shard_of])
         if systems.size != 1:
             raise DatasetError(f"a batch mixes systems {[self.system_names[s] for s in systems]}; batch frames of one system only")
         system = int(systems[0])
         info = self.manifest.systems[self.system_names[system]]
-        shard_of = np.searchsorted(self.offsets, idx, side="right") - 1
         parts: dict[str, list[np.ndarray]] = {}
         order: list[np.ndarray] = []
         for shard in np.unique(shard_of):
@@ -99,44 +102,3 @@ class ShardDataset(Dataset):
         batch[keys.BETA] = torch.full((b,), self._beta[system], dtype=torch.float32)
         batch[keys.SYSTEM] = torch.full((b,), system, dtype=torch.long)
         return batch
-
-
-def collate_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The dataset already returns whole batches."""
-    return batch
-
-
-class SystemBatchSampler(Sampler[list[int]]):
-    """Batches of frames from one system each; reshuffled every epoch from ``seed`` and the epoch."""
-
-    def __init__(self, frames: np.ndarray, systems: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> None:
-        self.frames, self.systems = np.asarray(frames), np.asarray(systems)
-        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        batches = []
-        for s in np.unique(self.systems):
-            f = self.frames[self.systems == s]
-            if self.shuffle:
-                f = rng.permutation(f)
-            for start in range(0, len(f), self.batch_size):
-                chunk = f[start : start + self.batch_size]
-                if len(chunk) == self.batch_size or not self.drop_last:
-                    batches.append(chunk)
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        if self.shuffle:
-            self.epoch += 1
-        return iter([b.tolist() for b in batches])
-
-    def __len__(self) -> int:
-        return len(self._batches())

@@ -52,16 +52,15 @@ def test_batches_return_stored_values_in_requested_order(tiny_dataset):
 
 
 def test_datamodule_holds_out_the_end_of_the_trajectory(tiny_dataset):
-    dm = CGDataModule(str(tiny_dataset), batch_size=8, val_fraction=0.25)
-    assert dm.val_frames.tolist() == list(range(30, 40))
-    seen = sorted(i for b in dm.train_dataloader() for i in b[keys.FRAME_INDEX].tolist())
-    assert seen == list(range(30))
-    loader = dm.train_dataloader()
-    first = [b[keys.FRAME_INDEX].tolist() for b in loader]
-    second = [b[keys.FRAME_INDEX].tolist() for b in loader]
-    assert first != second  # reshuffled every epoch
-    loader.batch_sampler.set_epoch(0)
-    assert [b[keys.FRAME_INDEX].tolist() for b in loader] == first  # reproducible from seed and epoch
+    dm = CGDataModule(str(tiny_dataset), batch_size=8, val_fraction=0.25, test_fraction=0.1, num_workers=0)
+    dm.setup()
+
+    def frames(loader):
+        return sorted(i for b in loader for i in b[keys.FRAME_INDEX].tolist())
+
+    assert frames(dm.train_dataloader()) == list(range(26))
+    assert frames(dm.val_dataloader()) == list(range(26, 36))
+    assert frames(dm.test_dataloader()) == list(range(36, 40))
 
 
 def test_missing_manifest(tmp_path):
