@@ -147,10 +147,6 @@ def _lightning_main(argv: list[str]) -> None:
             config = self.config[self.subcommand]
             config.trainer.inference_mode = False  # Hessian-vector products need autograd in validation too
             _logs_under_root_dir(config.trainer)
-            if config.trainer.get("strategy") == "ddp":
-                # force and Hessian losses never reach the energy's constant offset (the output bias),
-                # so DDP must be told that some parameters get no gradient
-                config.trainer.strategy = "ddp_find_unused_parameters_true"
 
     CGLightCLI(
         CGPotential,

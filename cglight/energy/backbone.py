@@ -133,6 +133,12 @@ class TorchMDNetBackbone(nn.Module):
         self.representation = cls(**fixed, **config.options)
         head = EquivariantScalar if spec.equivariant else Scalar
         self.head = head(config.embedding_dimension, activation=config.activation)
+        if isinstance(self.head, Scalar):
+            # The last layer's bias only shifts the energy by a constant: no force or curvature loss
+            # reaches it (and DDP refuses parameters that get no gradient), so it is not trained.
+            last = [m for m in self.head.modules() if isinstance(m, nn.Linear)][-1]
+            if last.bias is not None:
+                last.bias.requires_grad_(False)
 
     def forward(self, z: Tensor, pos: Tensor, batch: Tensor, n_graphs: int) -> Tensor:
         x, v, z, pos, batch = self.representation(z, pos, batch)

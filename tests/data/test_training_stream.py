@@ -51,7 +51,8 @@ def _ckpt(tmp: Path, run: str, name: str) -> Path:
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False, map_location="cpu")["state_dict"]
+    state = torch.load(path, weights_only=False, map_location="cpu")["state_dict"]
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}  # the energy's extra state (topologies) is plain data
 
 
 def _rows(path: Path) -> list:
