@@ -39,8 +39,8 @@ def _fitted_state(model: CGPotential) -> dict[str, torch.Tensor]:
 
 @pytest.fixture
 def corrupted_validation(tiny_dataset, tmp_path):
-    """A copy of the tiny dataset whose validation frames (the last 10%: frames 36–39, in the last
-    shard) are wildly different: positions ×2, forces and Hessians ×50."""
+    """A copy of the tiny dataset whose held-out frames (validation 32–35 and test 36–39, the last
+    20%, in the last shard) are wildly different: positions ×2, forces and Hessians ×50."""
     root = tmp_path / "corrupted"
     shutil.copytree(tiny_dataset, root)
     manifest = json.loads((root / "manifest.json").read_text())
@@ -48,7 +48,7 @@ def corrupted_validation(tiny_dataset, tmp_path):
     with h5py.File(root / last["path"], "r+") as f:
         n = f[keys.POS].shape[0]
         for name, factor in ((keys.POS, 2.0), (keys.FORCES, 50.0), (keys.HESSIAN, 50.0)):
-            f[name][n - 4 :] = f[name][n - 4 :] * factor
+            f[name][n - 8 :] = f[name][n - 8 :] * factor
     return root
 
 
