@@ -1,6 +1,7 @@
 """``cglight``: the one console script.
 
-    cglight prepare  --config configs/prepare/ala2.yaml --out data/ala2 [--frames N]
+    cglight prepare  --config configs/prepare/ala2.yaml --out data/ala2 [--frames N] [--part I/N]
+    cglight data     info DIR | verify DIR | merge OUT PART_DIR...
     cglight fit      --config configs/quickstart.yaml      (LightningCLI)
     cglight validate --config ... --ckpt_path ...          (LightningCLI)
     cglight test     --config ... --ckpt_path ...          (LightningCLI)
@@ -27,6 +28,7 @@ COMMANDS = {
     "validate": "evaluate the losses on the validation split (LightningCLI)",
     "test": "evaluate the losses on the test split (LightningCLI)",
     "plugins": "list the registered loss plugins",
+    "data": "inspect and join datasets: info DIR, verify DIR, merge OUT PART_DIR...",
 }
 log = logging.getLogger("cglight")
 
@@ -55,6 +57,7 @@ def _prepare_parser():
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     parser.add_argument("--out", type=str, required=True, help="dataset directory to create")
     parser.add_argument("--overwrite", type=bool, default=False, help="replace an existing dataset at --out")
+    parser.add_argument("--part", type=str, default="1/1", help="prepare the I-th of N slices of the work (I/N); join with `cglight data merge`")
     parser.add_class_arguments(PrepareConfig, as_group=True)
     return parser
 
@@ -66,10 +69,10 @@ def _prepare_config(values):
 
 
 def prepare_main(argv: list[str]) -> None:
-    from cglight.prepare.pipeline import prepare_dataset
+    from cglight.prepare.pipeline import Part, prepare_dataset
 
     values = _prepare_parser().parse_args(argv)
-    prepare_dataset(_prepare_config(values), values.out, overwrite=values.overwrite)
+    prepare_dataset(_prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
 
 
 def load_prepare_config(path: str | os.PathLike):
@@ -79,6 +82,12 @@ def load_prepare_config(path: str | os.PathLike):
     if not Path(path).is_file():
         raise ConfigError(f"prepare config {path} does not exist")
     return _prepare_config(_prepare_parser().parse_args(["--config", str(path), "--out", "unused"]))
+
+
+def data_main(argv: list[str]) -> int:
+    from cglight.data.tools import main as data_tools_main
+
+    return data_tools_main(argv)
 
 
 def plugins_main(argv: list[str]) -> None:
@@ -172,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             prepare_main(rest)
         elif command == "plugins":
             plugins_main(rest)
+        elif command == "data":
+            return data_main(rest)
         else:
             _lightning_main([command, *rest])
     except CGLightError as exc:

@@ -1,34 +1,14 @@
-"""All-atom reference: build the OpenMM system and run Langevin MD with flexible bonds."""
+"""All-atom reference frames: Langevin MD with flexible bonds, or the frames of an existing trajectory."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
 
 from cglight.errors import ConfigError
-from cglight.prepare.peptide import build_alanine_dipeptide
-
-MOLECULES = {"alanine-dipeptide": build_alanine_dipeptide}
-SOLVENTS = {
-    # name: force-field files (OpenMM ships them); Born radii model for implicit solvent
-    "vacuum": ("amber99sbildn.xml",),
-    "implicit-obc": ("amber99sbildn.xml", "amber99_obc.xml"),
-}
-
-
-def build_system(molecule: str, solvent: str):
-    """Return ``(topology, positions, system)`` with no constraints (flexible X–H bonds)."""
-    from openmm import app
-
-    if molecule not in MOLECULES:
-        raise ConfigError(f"unknown molecule {molecule!r}; available: {', '.join(MOLECULES)}")
-    if solvent not in SOLVENTS:
-        raise ConfigError(f"unknown solvent {solvent!r}; available: {', '.join(SOLVENTS)}")
-    forcefield = app.ForceField(*SOLVENTS[solvent])
-    topology, positions = MOLECULES[molecule](forcefield)
-    system = forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
-    return topology, positions, system
+from cglight.units import NM_TO_ANGSTROM
 
 
 def make_context(system, platform: str, integrator=None):
@@ -49,7 +29,7 @@ def as_stored(x_nm: np.ndarray) -> np.ndarray:
     Forces and Hessians are evaluated at exactly these positions, so anything recomputed from the
     saved trajectory reproduces the stored targets.
     """
-    return (np.asarray(x_nm, dtype=np.float64) * 10.0).astype(np.float32).astype(np.float64) / 10.0
+    return (np.asarray(x_nm, dtype=np.float64) * NM_TO_ANGSTROM).astype(np.float32).astype(np.float64) / NM_TO_ANGSTROM
 
 
 def langevin_frames(
@@ -81,3 +61,28 @@ def langevin_frames(
         if not np.isfinite(x).all():
             raise RuntimeError("all-atom MD blew up (non-finite positions); lower the timestep or check the system")
         yield as_stored(x)
+
+
+def replica_seed(seed: int, replica: int) -> int:
+    """A positive 31-bit OpenMM seed for ``replica`` (0 would ask OpenMM for a random one)."""
+    return int(np.random.SeedSequence([seed, replica]).generate_state(1)[0] % (2**31 - 1)) + 1
+
+
+def read_trajectory(path: str, topology_pdb: str, n_atoms: int) -> np.ndarray:
+    """All frames of an existing trajectory (anything mdtraj reads), in nm, ``[F, N, 3]``."""
+    import mdtraj
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"trajectory {path} does not exist; fix the path in 'trajectory'")
+    try:
+        traj = mdtraj.load(path, top=topology_pdb)
+    except ValueError as exc:
+        raise ConfigError(f"trajectory {path}: does not fit the topology {topology_pdb} ({exc}); give the trajectory of this system") from None
+    except Exception as exc:
+        raise ConfigError(f"trajectory {path} cannot be read by mdtraj ({exc})") from None
+    if traj.n_atoms != n_atoms:
+        raise ConfigError(
+            f"trajectory {path} has {traj.n_atoms} atoms but the topology has {n_atoms}; "
+            "give the trajectory and topology of the same system (the topology as prepared, hydrogens included)"
+        )
+    return np.asarray(traj.xyz, dtype=np.float64)
