@@ -30,7 +30,7 @@ from cglight.data.workdir import WorkDir, atomic_write_text, md_unit, shard_unit
 from cglight.errors import ConfigError, DatasetError
 from cglight.prepare.hessian import MODES, ProjectedHessian
 from cglight.prepare.mapping import make_map
-from cglight.prepare.reference import as_stored, langevin_frames, make_context, read_trajectory, replica_seed
+from cglight.prepare.reference import as_stored, langevin_frames, make_context, read_dcd, read_trajectory, replica_seed
 from cglight.prepare.systems import build_system, check_constraints, pdb_text
 from cglight.progress import progress
 from cglight.units import NM_TO_ANGSTROM
@@ -274,15 +274,11 @@ def _run_replica(job: _Job, replica: int) -> dict:
 
 def _run_shard(job: _Job, index: int) -> dict:
     """Mapped forces and Hessians (or probes) of the frames of shard ``index``."""
-    import mdtraj
-
     c, root = job.config, Path(job.root)
     s = job.plan["shards"][index]
     info = SystemInfo(**json_read(root / ".prepare" / "system.json"))
     t0 = time.perf_counter()
-    with mdtraj.formats.DCDTrajectoryFile(str(root / job.plan["replicas"][s["replica"]]["path"])) as dcd:
-        dcd.seek(s["start"])
-        xyz = dcd.read(n_frames=s["stop"] - s["start"])[0]  # float32 Å, exactly the positions of the frames
+    xyz = read_dcd(root / job.plan["replicas"][s["replica"]]["path"], s["start"], s["stop"])  # float32 Å, as evaluated
     xs = xyz.astype(np.float64) / NM_TO_ANGSTROM
     _, context = _context(job, c.platform)
     m = np.zeros((info.n_beads, xs.shape[1]))

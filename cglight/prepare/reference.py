@@ -86,3 +86,29 @@ def read_trajectory(path: str, topology_pdb: str, n_atoms: int) -> np.ndarray:
             "give the trajectory and topology of the same system (the topology as prepared, hydrogens included)"
         )
     return np.asarray(traj.xyz, dtype=np.float64)
+
+
+def read_dcd(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Frames ``[start, stop)`` of a DCD file as written by OpenMM's ``DCDFile``: float32 Å, ``[F, N, 3]``.
+
+    A DCD is a sequence of Fortran records (int32 length, payload, int32 length): a header of
+    three records (the control words, the title, the atom count), then per frame an optional
+    unit-cell record (6 doubles) and the x, y and z records of N float32 each.
+    """
+    raw = np.memmap(path, dtype=np.uint8, mode="r")
+    offset, header = 0, []
+    for _ in range(3):
+        n = int(raw[offset : offset + 4].view(np.int32)[0])
+        header.append(raw[offset + 4 : offset + 4 + n])
+        offset += n + 8
+    control = header[0][4:84].view(np.int32)
+    n_atoms = int(header[2].view(np.int32)[0])
+    cell = 56 if control[10] else 0
+    frame_bytes = cell + 3 * (4 * n_atoms + 8)
+    total = (raw.size - offset) // frame_bytes
+    stop = total if stop is None else stop
+    if not 0 <= start <= stop <= total:
+        raise ValueError(f"{path}: frames [{start}, {stop}) out of range; the file has {total}")
+    block = raw[offset + start * frame_bytes : offset + stop * frame_bytes].reshape(stop - start, frame_bytes)
+    coords = block[:, cell:].reshape(stop - start, 3, 4 * n_atoms + 8)[:, :, 4:-4]
+    return np.ascontiguousarray(coords).view(np.float32).reshape(stop - start, 3, n_atoms).transpose(0, 2, 1).copy()

@@ -1,0 +1,73 @@
+"""`cglight data verify` and `info` on real datasets, damaged on purpose."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from cglight.cli import main
+from cglight.data.info import integrated_autocorrelation_time
+
+
+@pytest.fixture
+def copy(tiny_dataset, tmp_path):
+    dst = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, dst)
+    return dst
+
+
+def test_verify_passes_a_good_dataset(tiny_dataset, capsys):
+    assert main(["data", "verify", str(tiny_dataset)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok    ") == 3 and "all shards verified" in out
+
+
+def test_verify_names_the_shard_after_one_byte_is_flipped(copy, capsys):
+    path = copy / "ala2/shard-00001.h5"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    assert main(["data", "verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAULT {path}: sha256 does not match the manifest" in out
+    assert "ok    " + str(copy / "ala2/shard-00000.h5") in out and "ok    " + str(copy / "ala2/shard-00002.h5") in out
+
+
+def test_verify_names_every_frame_holding_nan(copy, capsys):
+    path = copy / "ala2/shard-00002.h5"
+    with h5py.File(path, "r+") as f:
+        f["forces"][3, 1, 0] = np.nan
+        f["hessian"][5, 0, 0] = np.inf
+        f["hessian"][6, 2, 1] = np.nan
+    assert main(["data", "verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}: dataset 'forces' holds NaN or inf at frame 3\n" in out
+    assert f"{path}: dataset 'hessian' holds NaN or inf at frames 5, 6\n" in out
+
+
+def test_verify_reports_a_missing_reference_file(copy, capsys):
+    (copy / "ala2/reference/system.xml").unlink()
+    assert main(["data", "verify", str(copy)]) == 1
+    assert "system.xml: reference file of system 'ala2' is missing" in capsys.readouterr().out
+
+
+def test_info_table(tiny_dataset, capsys):
+    assert main(["data", "info", str(tiny_dataset)]) == 0
+    header, rule, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:7] == ["system", "beads", "frames", "hessian", "T", "(K)", "size"]
+    cells = row.split()
+    assert cells[:5] == ["ala2", "5", "40", "full", "300"] and "KiB" in row and " ESS" in header
+
+
+def test_autocorrelation_time_of_an_ar1_process():
+    """x_t = a x_{t−1} + noise has τ = (1 + a) / (1 − a) exactly."""
+    rng = np.random.default_rng(0)
+    for a in (0.0, 0.5, 0.9):
+        x = np.zeros(200_000)
+        noise = rng.normal(size=x.size)
+        for t in range(1, x.size):
+            x[t] = a * x[t - 1] + noise[t]
+        assert integrated_autocorrelation_time(x) == pytest.approx((1 + a) / (1 - a), rel=0.08)
