@@ -68,18 +68,42 @@ def replica_seed(seed: int, replica: int) -> int:
     return int(np.random.SeedSequence([seed, replica]).generate_state(1)[0] % (2**31 - 1)) + 1
 
 
+def _atoms_in(path: str) -> int | None:
+    """The number of atoms in a trajectory file without a topology, if mdtraj can tell."""
+    import mdtraj
+
+    try:
+        with mdtraj.open(path) as f:
+            first = f.read(n_frames=1)
+        xyz = first[0] if isinstance(first, tuple) else first
+        return int(np.asarray(xyz).shape[1])
+    except Exception:
+        return None
+
+
 def read_trajectory(path: str, topology_pdb: str, n_atoms: int) -> np.ndarray:
     """All frames of an existing trajectory (anything mdtraj reads), in nm, ``[F, N, 3]``."""
     import mdtraj
 
     if not os.path.isfile(path):
         raise ConfigError(f"trajectory {path} does not exist; fix the path in 'trajectory'")
+    if str(path).lower().endswith(".dcd"):
+        try:  # DCD stores float32 Å: read it exactly (and quietly), not through mdtraj's float32 nm
+            xyz = read_dcd(path)
+        except (ValueError, IndexError):
+            xyz = None
+        if xyz is not None and xyz.shape[1] == n_atoms:
+            return xyz.astype(np.float64) / NM_TO_ANGSTROM
     try:
         traj = mdtraj.load(path, top=topology_pdb)
-    except ValueError as exc:
-        raise ConfigError(f"trajectory {path}: does not fit the topology {topology_pdb} ({exc}); give the trajectory of this system") from None
     except Exception as exc:
-        raise ConfigError(f"trajectory {path} cannot be read by mdtraj ({exc})") from None
+        found = _atoms_in(path)
+        if found is not None and found != n_atoms:
+            raise ConfigError(
+                f"trajectory {path} has {found} atoms but the topology has {n_atoms}; "
+                "give the trajectory and topology of the same system (the topology as prepared, hydrogens included)"
+            ) from None
+        raise ConfigError(f"trajectory {path} cannot be read with topology {topology_pdb}: {' '.join(str(exc).split())}") from None
     if traj.n_atoms != n_atoms:
         raise ConfigError(
             f"trajectory {path} has {traj.n_atoms} atoms but the topology has {n_atoms}; "
