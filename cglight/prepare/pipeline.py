@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -225,6 +226,17 @@ def _setup(config: PrepareConfig, root: Path, work: WorkDir, aa, cg_map, availab
 # --- the units (run in worker processes) ---------------------------------------------------------
 
 _CACHE: dict[str, object] = {}
+_TICK: list = [None]
+"""Where a unit reports each finished frame: the progress bar, or a queue to the parent process."""
+
+
+def _tick(frames: int = 1) -> None:
+    if _TICK[0] is not None:
+        _TICK[0](frames)
+
+
+def _init_worker(queue) -> None:
+    _TICK[0] = queue.put
 
 
 def _context(job: _Job, platform: str):
@@ -268,6 +280,7 @@ def _run_replica(job: _Job, replica: int) -> dict:
         dcd = app.DCDFile(f, topology, dt_ps)
         for x in frames:
             dcd.writeModel(x * unit.nanometer)  # DCDFile stores float32 Å
+            _tick()
     os.replace(tmp, path)
     return {"path": entry["path"], "frames": entry["frames"], "sha256": sha256(path), "seconds": time.perf_counter() - t0}
 
@@ -297,6 +310,7 @@ def _run_shard(job: _Job, index: int) -> dict:
                 "or change hessian_eps_nm"
             )
         quality[j] = frame.asymmetry
+        _tick()
         out.setdefault(keys.FORCES, []).append(frame.forces)
         if c.hessian == "full":
             out.setdefault(keys.HESSIAN, []).append(frame.hessian)
@@ -326,32 +340,39 @@ def _unit(job: _Job, kind: str, index: int) -> tuple[str, int, dict]:
 
 
 def _run_all(job: _Job, units: list[tuple[str, int, int]], workers: int, desc: str) -> list[dict]:
-    """Run ``(kind, index, frames)`` units on ``workers`` processes with a progress bar in frames."""
-    records = []
+    """Run ``(kind, index, frames)`` units on ``workers`` processes, with a progress bar in frames."""
+    records: list[dict] = []
     if not units:
         return records
     bar = progress(None, total=sum(f for _, _, f in units), desc=desc, unit="frame")
     try:
         if workers <= 1 or len(units) == 1:
-            for kind, index, frames in units:
-                records.append(_unit(job, kind, index)[2])
-                bar.update(frames)
-        else:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            frames_of = {(k, i): f for k, i, f in units}
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=ctx)
+            _TICK[0] = bar.update
             try:
-                futures = [pool.submit(_unit, job, k, i) for k, i, _ in units]
-                for fut in as_completed(futures):
-                    kind, index, record = fut.result()
-                    records.append(record)
-                    bar.update(frames_of[(kind, index)])
+                records = [_unit(job, kind, index)[2] for kind, index, _ in units]
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                _TICK[0] = None
+        else:
+            records = _run_pool(job, units, workers, bar)
     finally:
         bar.close()
     return records
+
+
+def _run_pool(job: _Job, units: list[tuple[str, int, int]], workers: int, bar) -> list[dict]:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    queue = ctx.SimpleQueue()
+    drain = threading.Thread(target=lambda: [bar.update(n) for n in iter(queue.get, None)], daemon=True)
+    drain.start()
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+    try:
+        futures = [pool.submit(_unit, job, k, i) for k, i, _ in units]
+        return [fut.result()[2] for fut in as_completed(futures)]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        queue.put(None)
+        drain.join()
 
 
 def prepare_dataset(config: PrepareConfig, out: str | os.PathLike, overwrite: bool = False, part: Part | None = None) -> Path:
