@@ -86,6 +86,12 @@ def test_probes_frame_equals_the_full_hessian_times_the_same_probes(tmp_path):
         scale = np.abs(expected).max()
         np.testing.assert_allclose(p["hvp"], expected, rtol=1e-4, atol=1e-5 * scale)
         assert (p["fd_asymmetry"] < 1e-5).all() and (p["fd_asymmetry"] > 0).all()  # vᵢᵀHvⱼ symmetric to FD accuracy
+    # the probes of a frame depend on the seed, replica and frame only: not on shards or workers
+    other = prepare_dataset(PrepareConfig(hessian="probes", hessian_probes=3, seed=2, **{**SMALL, "shard_frames": 2, "workers": 2}),
+                            tmp_path / "other")
+    a = np.concatenate([_load(probes, i)[1]["probes"] for i in (0, 1)])
+    b = np.concatenate([_load(other, i)[1]["probes"] for i in (0, 1, 2)])
+    np.testing.assert_array_equal(a, b)
 
 
 def test_none_mode_stores_forces_only(tmp_path):
