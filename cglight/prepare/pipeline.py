@@ -51,11 +51,11 @@ class PrepareConfig:
     """For built-in molecules: ``implicit-obc`` (AMBER ff99SB-ILDN + OBC GB/SA) or ``vacuum``."""
     pdb: str | None = None
     """The user's own all-atom structure (PDB or PDBx/mmCIF); needs ``forcefield``."""
-    forcefield: list[str] | None = None
+    forcefield: list[str] | str | None = None
     """OpenMM force-field XML files (paths, or names OpenMM ships such as amber14-all.xml, implicit/obc2.xml)."""
     add_hydrogens: bool = False
     """Add missing hydrogens to ``pdb`` from the force field's templates."""
-    trajectory: list[str] | None = None
+    trajectory: list[str] | str | None = None
     """Existing all-atom trajectories of ``pdb`` (DCD, XTC, HDF5, anything mdtraj reads): their frames are
     re-evaluated, no MD is run; one replica per file."""
     trajectory_stride: int = 1
@@ -95,6 +95,11 @@ class PrepareConfig:
     workers: int = 0
     """Worker processes (0: all cores). Does not change the result."""
 
+    def __post_init__(self) -> None:
+        for name in ("forcefield", "trajectory"):  # one file may be given without a list
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
+
     def validate(self) -> None:
         for name in ("frames", "stride_steps", "shard_frames", "replicas", "trajectory_stride", "hessian_probes"):
             if getattr(self, name) < 1:
@@ -112,6 +117,8 @@ class PrepareConfig:
             raise ConfigError("prepare: on the single-precision CPU platform use hessian_eps_nm >= 3e-4")
         if not self.system or "/" in self.system or self.system.startswith("."):
             raise ConfigError(f"prepare: 'system' must be a plain name, got {self.system!r}")
+        if self.frames < self.replicas:
+            raise ConfigError(f"prepare: 'frames' ({self.frames}) must be at least 'replicas' ({self.replicas})")
         if self.trajectory and self.pdb is None:
             raise ConfigError("prepare: 'trajectory' needs 'pdb', the topology of its frames (and 'forcefield')")
         import openmm as mm
