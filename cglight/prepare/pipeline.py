@@ -30,7 +30,7 @@ from cglight.data.shards import sha256, write_shard
 from cglight.data.workdir import WorkDir, atomic_write_text, md_unit, shard_unit
 from cglight.errors import ConfigError, DatasetError
 from cglight.prepare.hessian import MODES, ProjectedHessian
-from cglight.prepare.mapping import make_map
+from cglight.prepare.mapping import CGMap, make_map
 from cglight.prepare.reference import as_stored, langevin_frames, make_context, read_dcd, read_trajectory, replica_seed
 from cglight.prepare.systems import build_system, check_constraints, pdb_text
 from cglight.progress import progress
@@ -296,15 +296,14 @@ def _run_shard(job: _Job, index: int) -> dict:
     """Mapped forces and Hessians (or probes) of the frames of shard ``index``."""
     c, root = job.config, Path(job.root)
     s = job.plan["shards"][index]
-    info = SystemInfo(**json_read(root / ".prepare" / "system.json"))
+    info = SystemInfo(**WorkDir(root).read("system.json"))
     t0 = time.perf_counter()
     xyz = read_dcd(root / job.plan["replicas"][s["replica"]]["path"], s["start"], s["stop"])  # float32 Å, as evaluated
     xs = xyz.astype(np.float64) / NM_TO_ANGSTROM
     _, context = _context(job, c.platform)
-    m = np.zeros((info.n_beads, xs.shape[1]))
-    for i, (a, w) in enumerate(zip(info.map["atoms"], info.map["weights"], strict=True)):
-        m[i, a] = w
-    evaluate = ProjectedHessian(context, m.T @ np.linalg.inv(m @ m.T), c.hessian_eps_nm, c.hessian, c.hessian_probes)
+    cg_map = CGMap(info.mapping, info.map["atoms"], info.map["weights"], info.bead_names, info.bead_types, info.bonds, xs.shape[1])
+    m = cg_map.matrix()
+    evaluate = ProjectedHessian(context, cg_map.force_matrix(), c.hessian_eps_nm, c.hessian, c.hessian_probes)
     frames = np.arange(s["start"], s["stop"])
     out: dict[str, list] = {}
     quality = np.zeros(len(frames))
@@ -332,12 +331,6 @@ def _run_shard(job: _Job, index: int) -> dict:
     digest = write_shard(root / s["path"], arrays, attrs)
     return {"path": s["path"], "frames": len(frames), "replica": s["replica"], "sha256": digest,
             "max_asymmetry": float(quality.max()), "seconds": time.perf_counter() - t0, "force_evaluations": evaluate.evaluations}
-
-
-def json_read(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text())
 
 
 def _unit(job: _Job, kind: str, index: int) -> tuple[str, int, dict]:

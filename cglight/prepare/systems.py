@@ -132,7 +132,3 @@ def pdb_text(topology, positions_nm: np.ndarray) -> str:
     f = io.StringIO()
     app.PDBFile.writeFile(topology, positions_nm * unit.nanometer, f)
     return f.getvalue()
-
-
-def file_exists_or_bundled(name: str | os.PathLike) -> bool:
-    return Path(name).is_file() or _bundled(str(name))
