@@ -31,7 +31,7 @@ from cglight.prepare import prepare_dataset
 from cglight.prepare.hessian import ProjectedHessian
 from cglight.prepare.mapping import make_map
 from cglight.prepare.reference import langevin_frames, make_context, replica_seed
-from cglight.prepare.systems import build_system, pdb_text
+from cglight.prepare.systems import SOLVENTS, build_system, pdb_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def recipe(name: str, frames: int, md_ps: float) -> dict:
 
 
 def workers_speedup(r: dict, n_frames: int) -> tuple[float, float]:
-    """Wall time of re-evaluating ``n_frames`` frames (full Hessians) with 1 and with 2 workers."""
+    """Best wall time of two runs re-evaluating ``n_frames`` frames (full Hessians) with 1 and with 2 workers."""
     from openmm import app, unit
 
     c, aa = r["config"], r["aa"]
@@ -112,15 +112,15 @@ def workers_speedup(r: dict, n_frames: int) -> tuple[float, float]:
             dcd = app.DCDFile(f, aa.topology, 0.01)
             for x in r["xs"][:n_frames]:
                 dcd.writeModel(x * unit.nanometer)
-        times = []
-        for workers in (1, 2):
+        times = {1: float("inf"), 2: float("inf")}
+        for run, workers in enumerate((1, 2, 1, 2)):  # alternate and keep the best of each: the machine is shared
             cfg = type(c)(**{**c.__dict__, "pdb": str(tmp / "top.pdb"), "trajectory": [str(tmp / "traj.dcd")],
-                             "forcefield": c.forcefield or ["amber99sbildn.xml", "amber99_obc.xml"] if c.solvent == "implicit-obc" else ["amber99sbildn.xml"],
+                             "forcefield": c.forcefield or list(SOLVENTS[c.solvent]),
                              "frames": n_frames, "shard_frames": max(1, n_frames // 8), "hessian": "full", "workers": workers})
             t = time.perf_counter()
-            prepare_dataset(cfg, tmp / f"w{workers}")
-            times.append(time.perf_counter() - t)
-    return times[0], times[1]
+            prepare_dataset(cfg, tmp / f"w{workers}-{run}")
+            times[workers] = min(times[workers], time.perf_counter() - t)
+    return times[1], times[2]
 
 
 def main() -> None:

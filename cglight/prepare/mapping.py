@@ -66,7 +66,9 @@ class CGMap:
                 raise ConfigError(f"{where}: bead {i} has {len(a)} atoms but {len(w)} weights")
             bad = [j for j in a if not 0 <= j < self.n_atoms]
             if bad:
-                raise ConfigError(f"{where}: bead {i} uses atom {bad[0]}, out of range [0, {self.n_atoms}) for this topology; atom indices count from 0")
+                raise ConfigError(
+                    f"{where}: bead {i} uses atom {bad[0]}, out of range [0, {self.n_atoms}) for this topology; atom indices count from 0"
+                )
             if len(set(a)) != len(a):
                 raise ConfigError(f"{where}: bead {i} lists an atom twice ({a})")
             if min(w) < 0:

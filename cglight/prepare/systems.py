@@ -76,7 +76,9 @@ def build_system(molecule: str, solvent: str, pdb: str | None = None, forcefield
         raise ConfigError(f"unknown constraints {constraints!r}; available: {', '.join(CONSTRAINTS)}")
     if pdb is not None:
         if not forcefield:
-            raise ConfigError(f"pdb {pdb}: give 'forcefield', the list of OpenMM force-field XML files for it (e.g. [amber14-all.xml, implicit/obc2.xml])")
+            raise ConfigError(
+                f"pdb {pdb}: give 'forcefield', the list of OpenMM force-field XML files for it (e.g. [amber14-all.xml, implicit/obc2.xml])"
+            )
         if not Path(pdb).is_file():
             raise ConfigError(f"pdb file {pdb} does not exist; fix the path in 'pdb'")
         ff = _forcefield(forcefield, f"pdb {pdb}")

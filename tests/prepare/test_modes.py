@@ -104,6 +104,7 @@ def test_none_mode_stores_forces_only(tmp_path):
 
 def test_a_poor_finite_difference_is_refused_naming_the_frame(tmp_path):
     config = PrepareConfig(hessian_max_asymmetry=1e-12, seed=2, **SMALL)
-    with pytest.raises(DatasetError, match=r"system 'ala2', replica 0, frame 0: finite-difference asymmetry .* exceeds hessian_max_asymmetry 1\.0e-12"):
+    message = r"system 'ala2', replica 0, frame 0: finite-difference asymmetry .* exceeds hessian_max_asymmetry 1\.0e-12"
+    with pytest.raises(DatasetError, match=message):
         prepare_dataset(config, tmp_path / "ds")
     assert not (tmp_path / "ds" / "manifest.json").exists()
