@@ -62,6 +62,17 @@ def test_user_trajectory_is_re_evaluated_not_simulated(tiny_dataset, tmp_path):
     assert entry["reference"]["forcefield"] == ", ".join(FF) and "frame_interval_ps" not in entry["reference"]
 
 
+def test_user_trajectory_in_another_format(tiny_dataset, tmp_path):
+    pdb, dcd = _ala2_reference(tiny_dataset)
+    xtc = tmp_path / "run.xtc"
+    mdtraj.load(str(dcd), top=str(pdb))[:6].save_xtc(str(xtc))  # XTC keeps 1e-3 nm
+    config = PrepareConfig(system="mine", pdb=str(pdb), forcefield=FF, trajectory=str(xtc), frames=6, workers=1, hessian="none")
+    root = prepare_dataset(config, tmp_path / "mine")
+    with h5py.File(root / "mine/shard-00000.h5", "r") as f, h5py.File(tiny_dataset / "ala2/shard-00000.h5", "r") as g:
+        np.testing.assert_allclose(f["pos"][:], g["pos"][:6], atol=6e-3)  # Å: within the XTC rounding
+        assert f["frame_index"][:].tolist() == list(range(6))
+
+
 def test_user_pdb_is_simulated(tiny_dataset, tmp_path):
     pdb, _ = _ala2_reference(tiny_dataset)
     config = PrepareConfig(system="mine", pdb=str(pdb), forcefield=FF, mapping="residue-com", hessian="none", frames=3,
