@@ -131,17 +131,19 @@ def test_plugins_lists_builtins(capsys):
 
 
 @pytest.mark.slow
-def test_prepare_frames_override_resume_and_refuse_other_settings(tmp_path):
+def test_prepare_frames_override_resume_and_refuse_other_settings(tmp_path, monkeypatch, capsys, caplog):
     cfg = str(ROOT / "configs" / "prepare" / "ala2.yaml")
     args = ["prepare", "--config", cfg, "--out", "ds", "--frames", "6", "--stride_steps", "10", "--equilibration_ps", "0.1"]
     r = _run(args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert sum(s["frames"] for s in manifest["shards"]) == 6
-    r = _run(args, cwd=tmp_path)  # the same command again: the dataset is complete, nothing to do
-    assert r.returncode == 0 and "complete already" in r.stderr
-    r = _run([*args, "--frames", "7"], cwd=tmp_path)  # other settings: refused, the dataset is kept
-    assert r.returncode == 2 and "holds a different dataset (frames: 6 there, 7 now)" in r.stderr and "Traceback" not in r.stderr
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 0  # the same command again: the dataset is complete, nothing to do
+    assert "complete already" in caplog.text
+    assert main([*args, "--frames", "7"]) == 2  # other settings: refused, the dataset is kept
+    err = capsys.readouterr().err
+    assert "holds a different dataset (frames: 6 there, 7 now)" in err and "Traceback" not in err
     assert sum(s["frames"] for s in json.loads((tmp_path / "ds" / "manifest.json").read_text())["shards"]) == 6
 
 
