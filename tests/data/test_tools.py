@@ -71,3 +71,23 @@ def test_autocorrelation_time_of_an_ar1_process():
         for t in range(1, x.size):
             x[t] = a * x[t - 1] + noise[t]
         assert integrated_autocorrelation_time(x) == pytest.approx((1 + a) / (1 - a), rel=0.08)
+
+
+def test_info_and_verify_read_a_version_1_dataset_written_by_hand(tmp_path, capsys):
+    """No replica, fd_asymmetry or trajectories fields: the format as first fixed."""
+    from cglight.data import Manifest, ShardInfo, SystemInfo, keys, write_manifest
+    from cglight.data.shards import write_shard
+
+    rng = np.random.default_rng(0)
+    shards = []
+    for i in range(2):
+        arrays = {keys.POS: rng.normal(size=(50, 4, 3)), keys.FORCES: rng.normal(size=(50, 4, 3)),
+                  keys.HESSIAN: rng.normal(size=(50, 12, 12)), keys.FRAME_INDEX: np.arange(50 * i, 50 * i + 50)}
+        digest = write_shard(tmp_path / f"toy/shard-{i:05d}.h5", arrays)
+        shards.append(ShardInfo(f"toy/shard-{i:05d}.h5", "toy", 50, digest))
+    write_manifest(tmp_path, Manifest({"toy": SystemInfo(300.0, [1, 2, 2, 1], list("ABBA"), [[0, 1]], "custom", "full")}, shards))
+    assert main(["data", "verify", str(tmp_path)]) == 0
+    assert main(["data", "info", str(tmp_path)]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert row[:5] == ["toy", "4", "100", "full", "300"]
+    assert float(row[-1]) > 50  # independent random frames: an effective sample size near 100

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cglight.cli import main
+from cglight.data.verify import verify_dataset
 from cglight.prepare.reference import read_dcd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,8 +58,6 @@ def test_killed_run_resumes_to_the_same_dataset(whole, tmp_path):
             assert not (out / "manifest.json").exists()  # the first kill landed mid-run
     assert main([*ARGS, "--out", str(out), "--workers", "2"]) == 0
     assert not list(out.rglob("*.partial*"))
-    from cglight.data.verify import verify_dataset
-
     assert verify_dataset(out)[0] == []
     _same_dataset(whole, out)
     stamp = (out / "manifest.json").stat().st_mtime_ns
@@ -77,6 +76,7 @@ def test_parts_merged_equal_one_run_of_the_whole(whole, tmp_path, capsys):
     assert "hold 4 of 6 shards (missing: shard-00002, shard-00003)" in err and "--part" in err
     assert main(["data", "merge", str(tmp_path / "merged"), *map(str, parts)]) == 0
     _same_dataset(whole, tmp_path / "merged")
+    assert verify_dataset(tmp_path / "merged")[0] == []
     assert main(["data", "merge", str(tmp_path / "incomplete"), str(parts[1])]) == 0  # completing an earlier merge
     _same_dataset(whole, tmp_path / "incomplete")
 
