@@ -130,23 +130,28 @@ def _named_atom(residue, name: str, where: str) -> int:
     return by_name[name]
 
 
+def _chain_bonds(chains: list[int]) -> list[list[int]]:
+    """Bonds between consecutive beads of the same chain."""
+    return [[i, i + 1] for i in range(len(chains) - 1) if chains[i] == chains[i + 1]]
+
+
 def _slice(topology, name: str, names_of_residue) -> CGMap:
     beads = []
     for residue in _protein_residues(topology):
         for atom in names_of_residue(residue.name):
-            beads.append((_named_atom(residue, atom, f"map '{name}'"), atom, residue.name))
+            beads.append((_named_atom(residue, atom, f"map '{name}'"), atom, residue.name, residue.chain.index))
     if name == "backbone":
-        types = [BEAD_TYPE_OF_NAME[a] for _, a, _ in beads]
+        types = [BEAD_TYPE_OF_NAME[a] for _, a, _, _ in beads]
     else:
-        types = [residue_type(r) for _, _, r in beads]
+        types = [residue_type(r) for _, _, r, _ in beads]
     return _checked(
-        CGMap(name, [[i] for i, _, _ in beads], [[1.0] for _ in beads], [a for _, a, _ in beads], types,
-              [[i, i + 1] for i in range(len(beads) - 1)], topology.getNumAtoms()),
+        CGMap(name, [[i] for i, _, _, _ in beads], [[1.0] for _ in beads], [a for _, a, _, _ in beads], types,
+              _chain_bonds([c for _, _, _, c in beads]), topology.getNumAtoms()),
     )
 
 
 def _residue_com(topology, masses: np.ndarray) -> CGMap:
-    atoms, weights, names, types = [], [], [], []
+    atoms, weights, names, types, chains = [], [], [], [], []
     for residue in _protein_residues(topology):
         idx = [a.index for a in residue.atoms()]
         m = masses[idx]
@@ -154,7 +159,8 @@ def _residue_com(topology, masses: np.ndarray) -> CGMap:
         weights.append(list(m / m.sum()))
         names.append(residue.name)
         types.append(residue_type(residue.name))
-    return _checked(CGMap("residue-com", atoms, weights, names, types, [[i, i + 1] for i in range(len(atoms) - 1)], topology.getNumAtoms()))
+        chains.append(residue.chain.index)
+    return _checked(CGMap("residue-com", atoms, weights, names, types, _chain_bonds(chains), topology.getNumAtoms()))
 
 
 def _checked(cg_map: CGMap) -> CGMap:

@@ -99,3 +99,17 @@ def test_bad_map_file_names_the_file_and_the_fix(ala2, tmp_path, text, message):
 def test_unknown_mapping_name(ala2):
     with pytest.raises(ConfigError, match="unknown mapping 'martini'; use one of ca, backbone, residue-com"):
         make_map(*ala2, "martini")
+
+
+def test_ca_map_of_two_chains_has_no_bond_between_them():
+    from openmm import unit
+
+    from cglight.prepare.peptide import build_peptide
+
+    topology, positions = build_peptide("YYDPETGTWY", app.ForceField("amber99sbildn.xml"))
+    modeller = app.Modeller(topology, positions)
+    modeller.add(topology, [p + unit.Quantity((3.0, 0, 0), unit.nanometer) for p in positions])
+    masses = np.array([a.element.mass._value for a in modeller.topology.atoms()])
+    cg = make_map(modeller.topology, masses, "ca")
+    assert cg.n_beads == 20 and cg.bonds == [[i, i + 1] for i in range(19) if i != 9]
+    assert cg.bead_types[:2] == [4 + 18, 4 + 18]  # TYR is the 19th amino acid alphabetically
