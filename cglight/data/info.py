@@ -38,11 +38,12 @@ def integrated_autocorrelation_time(x: np.ndarray, c: float = 5.0) -> float:
     return max(float(tau), 1.0)
 
 
-def _dihedrals(p: np.ndarray) -> np.ndarray:
+def dihedrals(p: np.ndarray) -> np.ndarray:
+    """Dihedral angles (radians) of every four consecutive beads, ``[F, n − 3]``."""
     b0, b1, b2 = p[:, 1:-2] - p[:, :-3], p[:, 2:-1] - p[:, 1:-2], p[:, 3:] - p[:, 2:-1]
     n1, n2 = np.cross(b0, b1), np.cross(b1, b2)
     m = np.cross(n1, b1 / np.linalg.norm(b1, axis=-1, keepdims=True))
-    return np.arctan2((m * n2).sum(-1), (n1 * n2).sum(-1))
+    return -np.arctan2((m * n2).sum(-1), (n1 * n2).sum(-1))  # IUPAC sign: φ of an α helix is about −60°
 
 
 def features(pos: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,7 +51,7 @@ def features(pos: np.ndarray) -> dict[str, np.ndarray]:
     feats = {"end-to-end": np.linalg.norm(pos[:, -1] - pos[:, 0], axis=-1),
              "Rg": np.sqrt(((pos - pos.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))}
     if pos.shape[1] >= 4:
-        d = _dihedrals(pos)
+        d = dihedrals(pos)
         for i in range(d.shape[1]):
             feats[f"cos dihedral {i}"] = np.cos(d[:, i])
             feats[f"sin dihedral {i}"] = np.sin(d[:, i])

@@ -91,3 +91,18 @@ def test_info_and_verify_read_a_version_1_dataset_written_by_hand(tmp_path, caps
     row = capsys.readouterr().out.strip().splitlines()[-1].split()
     assert row[:5] == ["toy", "4", "100", "full", "300"]
     assert float(row[-1]) > 50  # independent random frames: an effective sample size near 100
+
+
+def test_dihedrals_agree_with_mdtraj():
+    import mdtraj
+
+    from cglight.data.info import dihedrals
+
+    pos = np.random.default_rng(1).normal(size=(7, 6, 3))
+    top = mdtraj.Topology()
+    residue = top.add_residue("X", top.add_chain())
+    for _ in range(6):
+        top.add_atom("C", mdtraj.element.carbon, residue)
+    traj = mdtraj.Trajectory(pos / 10.0, top)
+    expected = mdtraj.compute_dihedrals(traj, [[i, i + 1, i + 2, i + 3] for i in range(3)], periodic=False)
+    np.testing.assert_allclose(dihedrals(pos), expected, atol=1e-5)
