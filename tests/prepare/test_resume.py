@@ -96,3 +96,9 @@ def test_a_different_dataset_in_out_is_refused_and_kept(whole, tmp_path, capsys)
     assert main([*ARGS, "--out", str(tmp_path / "other")]) == 2
     assert "already exists and holds other files" in capsys.readouterr().err
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("part", ["3/2", "0/4", "two/3", "1"])
+def test_bad_part_is_refused(tmp_path, capsys, part):
+    assert main([*ARGS, "--out", str(tmp_path / "ds"), "--part", part]) == 2
+    assert "--part" in capsys.readouterr().err and not (tmp_path / "ds").exists()
