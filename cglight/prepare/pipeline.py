@@ -70,7 +70,11 @@ class PrepareConfig:
     """Integrator step with flexible bonds; keep at 1 fs."""
     friction_per_ps: float = 1.0
     equilibration_ps: float = 10.0
-    """Per replica, after minimisation and before the first saved frame."""
+    """Per replica, after minimisation (and heating) and before the first saved frame."""
+    heat_temperature: float | None = None
+    """Kelvin; if set, every replica first runs ``heat_ps`` at this temperature, so that replicas start
+    their equilibration from different structures."""
+    heat_ps: float = 0.0
     frames: int = 4000
     """Saved frames in total, split evenly over the replicas."""
     stride_steps: int = 250
@@ -107,6 +111,10 @@ class PrepareConfig:
         for name in ("temperature", "timestep_fs", "friction_per_ps", "hessian_eps_nm", "hessian_max_asymmetry"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"prepare: '{name}' must be positive, got {getattr(self, name)}")
+        if self.heat_temperature is not None and self.heat_temperature <= 0:
+            raise ConfigError(f"prepare: 'heat_temperature' must be positive kelvin, got {self.heat_temperature}")
+        if self.heat_ps < 0 or (self.heat_ps > 0 and self.heat_temperature is None):
+            raise ConfigError(f"prepare: 'heat_ps' ({self.heat_ps}) must be >= 0, and needs 'heat_temperature'")
         if self.equilibration_ps < 0:
             raise ConfigError(f"prepare: 'equilibration_ps' must be >= 0, got {self.equilibration_ps}")
         if self.workers < 0:
@@ -278,7 +286,8 @@ def _run_replica(job: _Job, replica: int) -> dict:
     else:
         system, _ = _context(job, c.platform)
         frames = langevin_frames(system, positions, c.temperature, c.timestep_fs, c.friction_per_ps, c.equilibration_ps,
-                                 entry["frames"], c.stride_steps, replica_seed(c.seed, replica), c.md_platform or c.platform)
+                                 entry["frames"], c.stride_steps, replica_seed(c.seed, replica), c.md_platform or c.platform,
+                                 c.heat_temperature, c.heat_ps)
         dt_ps = c.timestep_fs * c.stride_steps / 1000.0
     path = root / entry["path"]
     tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")

@@ -43,8 +43,14 @@ def langevin_frames(
     stride_steps: int,
     seed: int,
     platform: str = "Reference",
+    heat_temperature: float | None = None,
+    heat_ps: float = 0.0,
 ) -> Iterator[np.ndarray]:
-    """Minimise, equilibrate, then yield ``frames`` positions (nm, DCD-rounded) every ``stride_steps``."""
+    """Minimise, (heat,) equilibrate, then yield ``frames`` positions (nm, DCD-rounded) every ``stride_steps``.
+
+    With ``heat_temperature``, ``heat_ps`` of MD at that temperature come first, so that replicas
+    with different seeds start their equilibration from different structures.
+    """
     import openmm as mm
     from openmm import unit
 
@@ -53,7 +59,13 @@ def langevin_frames(
     context = make_context(system, platform, integrator)
     context.setPositions(positions)
     mm.LocalEnergyMinimizer.minimize(context)
-    context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
+    if heat_temperature is not None and heat_ps > 0:
+        integrator.setTemperature(heat_temperature * unit.kelvin)
+        context.setVelocitiesToTemperature(heat_temperature * unit.kelvin, seed)
+        integrator.step(int(round(heat_ps * 1000.0 / timestep_fs)))
+        integrator.setTemperature(temperature * unit.kelvin)
+    else:
+        context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
     integrator.step(int(round(equilibration_ps * 1000.0 / timestep_fs)))
     for _ in range(frames):
         integrator.step(stride_steps)

@@ -26,7 +26,9 @@ def test_configurational_temperature_of_prepared_frames(tmp_path):
     # decorrelate within ~0.2 ps, so 20 blocks of 30 consecutive frames (3 ps) are close to
     # independent; the standard error of T_conf comes out near 3% (~9 K), small enough to tell
     # 300 K from 350 K, and the whole build takes ~8 s.
-    config = PrepareConfig(frames=600, replicas=4, stride_steps=100, equilibration_ps=5.0, shard_frames=150, seed=11, workers=1)
+    # Each replica is first heated (1 ps at 600 K): the thermostat must bring it back to 300 K.
+    config = PrepareConfig(frames=600, replicas=4, stride_steps=100, equilibration_ps=5.0, shard_frames=150, seed=11, workers=1,
+                           heat_temperature=600.0, heat_ps=1.0)
     root = prepare_dataset(config, tmp_path / "ds")
     manifest = json.loads((root / "manifest.json").read_text())
     temperature = manifest["systems"]["ala2"]["temperature"]
