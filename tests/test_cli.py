@@ -142,8 +142,8 @@ def test_prepare_frames_override_resume_and_refuse_other_settings(tmp_path, monk
     assert main(args) == 0  # the same command again: the dataset is complete, nothing to do
     assert "complete already" in caplog.text
     assert main([*args, "--frames", "7"]) == 2  # other settings: refused, the dataset is kept
-    err = capsys.readouterr().err
-    assert "holds a different dataset (frames: 6 there, 7 now)" in err and "Traceback" not in err
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("cglight: error: ") and "holds a different dataset (frames: 6 there, 7 now)" in last
     assert sum(s["frames"] for s in json.loads((tmp_path / "ds" / "manifest.json").read_text())["shards"]) == 6
 
 
