@@ -13,6 +13,7 @@ depend on the number of workers, on the parts, or on interruptions.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -257,9 +258,10 @@ def _init_worker(queue) -> None:
 def _context(job: _Job, platform: str):
     from openmm import XmlSerializer
 
-    key = f"{job.root}:{platform}"
+    xml = (Path(job.root) / job.config.system / "reference" / "system.xml").read_text()
+    key = f"{job.root}:{platform}:{hashlib.sha256(xml.encode()).hexdigest()}"  # a rebuilt system never meets an old context
     if key not in _CACHE:
-        system = XmlSerializer.deserialize((Path(job.root) / job.config.system / "reference" / "system.xml").read_text())
+        system = XmlSerializer.deserialize(xml)
         _CACHE[key] = (system, make_context(system, platform))
     return _CACHE[key]
 

@@ -39,3 +39,13 @@ def test_bad_config_fails_cleanly_and_leaves_nothing(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         prepare_dataset(config, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_with_another_system_in_the_same_process(tmp_path):
+    small = dict(frames=2, stride_steps=5, equilibration_ps=0.0, workers=1)
+    a = prepare_dataset(PrepareConfig(solvent="implicit-obc", **small), tmp_path / "ds")
+    forces_obc = _arrays(a)["forces"]
+    b = prepare_dataset(PrepareConfig(solvent="vacuum", **small), tmp_path / "ds", overwrite=True)
+    fresh = prepare_dataset(PrepareConfig(solvent="vacuum", **small), tmp_path / "fresh")
+    assert np.array_equal(_arrays(b)["forces"], _arrays(fresh)["forces"])  # no stale OpenMM context reused
+    assert not np.array_equal(_arrays(b)["forces"], forces_obc)
