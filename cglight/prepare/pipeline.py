@@ -242,6 +242,7 @@ def _setup(config: PrepareConfig, root: Path, work: WorkDir, aa, cg_map, availab
 # --- the units (run in worker processes) ---------------------------------------------------------
 
 _CACHE: dict[str, object] = {}
+_INHERITED: list[dict] = []
 _TICK: list = [None]
 """Where a unit reports each finished frame: the progress bar, or a queue to the parent process."""
 
@@ -252,17 +253,31 @@ def _tick(frames: int = 1) -> None:
 
 
 def _init_worker(queue) -> None:
+    """Start of a forked worker: report progress to ``queue``; never touch the parent's OpenMM contexts
+    (their platform threads do not exist in a forked child). They are kept referenced, not destroyed:
+    workers end with ``os._exit``."""
     _TICK[0] = queue.put
+    _INHERITED.append(dict(_CACHE))
+    _CACHE.clear()
 
 
-def _context(job: _Job, platform: str):
+def _system(job: _Job):
+    """The AA system of the dataset (cached per system.xml content, so a rebuilt system is never stale)."""
     from openmm import XmlSerializer
 
     xml = (Path(job.root) / job.config.system / "reference" / "system.xml").read_text()
-    key = f"{job.root}:{platform}:{hashlib.sha256(xml.encode()).hexdigest()}"  # a rebuilt system never meets an old context
+    key = f"system:{hashlib.sha256(xml.encode()).hexdigest()}"
     if key not in _CACHE:
-        system = XmlSerializer.deserialize(xml)
-        _CACHE[key] = (system, make_context(system, platform))
+        _CACHE[key] = XmlSerializer.deserialize(xml)
+    return key, _CACHE[key]
+
+
+def _context(job: _Job, platform: str):
+    """An OpenMM context of the dataset's system for forces and Hessians, made once per process."""
+    key, system = _system(job)
+    key = f"{key}:{platform}"
+    if key not in _CACHE:
+        _CACHE[key] = make_context(system, platform)
     return _CACHE[key]
 
 
@@ -286,7 +301,7 @@ def _run_replica(job: _Job, replica: int) -> dict:
         frames = (as_stored(x) for x in xs)
         dt_ps = 1.0
     else:
-        system, _ = _context(job, c.platform)
+        _, system = _system(job)
         frames = langevin_frames(system, positions, c.temperature, c.timestep_fs, c.friction_per_ps, c.equilibration_ps,
                                  entry["frames"], c.stride_steps, replica_seed(c.seed, replica), c.md_platform or c.platform,
                                  c.heat_temperature, c.heat_ps)
@@ -311,7 +326,7 @@ def _run_shard(job: _Job, index: int) -> dict:
     t0 = time.perf_counter()
     xyz = read_dcd(root / job.plan["replicas"][s["replica"]]["path"], s["start"], s["stop"])  # float32 Å, as evaluated
     xs = xyz.astype(np.float64) / NM_TO_ANGSTROM
-    _, context = _context(job, c.platform)
+    context = _context(job, c.platform)
     cg_map = CGMap(info.mapping, info.map["atoms"], info.map["weights"], info.bead_names, info.bead_types, info.bonds, xs.shape[1])
     m = cg_map.matrix()
     evaluate = ProjectedHessian(context, cg_map.force_matrix(), c.hessian_eps_nm, c.hessian, c.hessian_probes)

@@ -102,3 +102,20 @@ def test_a_different_dataset_in_out_is_refused_and_kept(whole, tmp_path, capsys)
 def test_bad_part_is_refused(tmp_path, capsys, part):
     assert main([*ARGS, "--out", str(tmp_path / "ds"), "--part", part]) == 2
     assert "--part" in capsys.readouterr().err and not (tmp_path / "ds").exists()
+
+
+@pytest.mark.slow
+def test_workers_after_in_process_md_on_the_cpu_platform(tmp_path):
+    """One replica runs its MD in the parent, then the shards go to forked workers: they must not use
+    the parent's OpenMM CPU contexts (whose threads a forked child lacks; using one hangs)."""
+    cmd = [sys.executable, "-m", "cglight.cli", *ARGS, "--replicas", "1", "--platform", "CPU", "--hessian_eps_nm", "3e-4",
+           "--workers", "2", "--out", str(tmp_path / "ds")]
+    env = dict(os.environ, CGLIGHT_PROGRESS="0", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("prepare hung in its worker processes")
+    assert proc.returncode == 0, err[-2000:]
+    assert verify_dataset(tmp_path / "ds")[0] == []
