@@ -8,7 +8,6 @@ formulas assume those atoms move freely.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
