@@ -62,17 +62,19 @@ def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
     name, info = next(iter(manifest.systems.items()))
     ref = info.reference
     system = mm.XmlSerializer.deserialize((data / ref["system"]).read_text())
-    traj = md.load(str(data / ref["trajectory"]), top=str(data / ref["topology"]))
     shard = next(s for s in manifest.shards if s.system == name)
     with h5py.File(data / shard.path, "r") as f:
         index = f[keys.FRAME_INDEX][:]
         pos = f[keys.POS][:]
+        replica = f[keys.REPLICA][:] if keys.REPLICA in f else np.zeros(len(index), dtype=int)
+    paths = info.trajectories or [ref["trajectory"]]
     picks = np.linspace(0, len(index) - 1, frames).astype(int)
     mapped = [atoms[0] for atoms in info.map["atoms"]]
     out = {"system": name, "frames": []}
     t = time.perf_counter()
     for i in picks:
-        est = conditional_pmf_hessian(system, traj.xyz[index[i]], mapped, info.temperature, samples=samples)
+        traj = md.load_frame(str(data / paths[replica[i]]), int(index[i]), top=str(data / ref["topology"]))
+        est = conditional_pmf_hessian(system, traj.xyz[0], mapped, info.temperature, samples=samples)
         out["frames"].append({"pos": pos[i].tolist(), "hessian": est.hessian.tolist(), "stderr": est.frobenius_stderr})
     out["seconds"] = time.perf_counter() - t
     cache.write_text(json.dumps(out))

@@ -1,6 +1,7 @@
 """``cglight``: the one console script.
 
-    cglight prepare  --config configs/prepare/ala2.yaml --out data/ala2 [--frames N]
+    cglight prepare  --config configs/prepare/ala2.yaml --out data/ala2 [--frames N] [--part I/N]
+    cglight data     info DIR | verify DIR | merge OUT PART_DIR...
     cglight fit      --config configs/quickstart.yaml      (LightningCLI)
     cglight validate --config ... --ckpt_path ...          (LightningCLI)
     cglight test     --config ... --ckpt_path ...          (LightningCLI)
@@ -30,6 +31,7 @@ COMMANDS = {
     "simulate": "Langevin dynamics of a trained model from reference starts (--config FILE)",
     "evaluate": "compare simulated and reference ensembles: TICA, KL/JS, plots, report (--config FILE)",
     "plugins": "list the registered loss plugins",
+    "data": "inspect and join datasets: info DIR, verify DIR, merge OUT PART_DIR...",
 }
 log = logging.getLogger("cglight")
 RUNS = "runs"  # the default directory of logs and checkpoints, unless trainer.default_root_dir is set
@@ -59,6 +61,7 @@ def _prepare_parser():
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     parser.add_argument("--out", type=str, required=True, help="dataset directory to create")
     parser.add_argument("--overwrite", type=bool, default=False, help="replace an existing dataset at --out")
+    parser.add_argument("--part", type=str, default="1/1", help="prepare the I-th of N slices of the work (I/N); join with `cglight data merge`")
     parser.add_class_arguments(PrepareConfig, as_group=True)
     return parser
 
@@ -70,10 +73,10 @@ def _prepare_config(values):
 
 
 def prepare_main(argv: list[str]) -> None:
-    from cglight.prepare.pipeline import prepare_dataset
+    from cglight.prepare.pipeline import Part, prepare_dataset
 
     values = _prepare_parser().parse_args(argv)
-    prepare_dataset(_prepare_config(values), values.out, overwrite=values.overwrite)
+    prepare_dataset(_prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
 
 
 def load_prepare_config(path: str | os.PathLike):
@@ -106,6 +109,12 @@ def evaluate_main(argv: list[str]) -> None:
     from cglight.evaluate.run import EvaluateConfig, evaluate
 
     _dataclass_main(argv, "evaluate", EvaluateConfig, evaluate)
+
+
+def data_main(argv: list[str]) -> int:
+    from cglight.data.tools import main as data_tools_main
+
+    return data_tools_main(argv)
 
 
 def plugins_main(argv: list[str]) -> None:
@@ -201,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             simulate_main(rest)
         elif command == "evaluate":
             evaluate_main(rest)
+        elif command == "data":
+            return data_main(rest)
         else:
             _lightning_main([command, *rest])
     except CGLightError as exc:

@@ -133,15 +133,20 @@ def test_plugins_lists_builtins(capsys):
 
 
 @pytest.mark.slow
-def test_prepare_frames_override_and_refuses_to_overwrite(tmp_path):
+def test_prepare_frames_override_resume_and_refuse_other_settings(tmp_path, monkeypatch, capsys, caplog):
     cfg = str(ROOT / "configs" / "prepare" / "ala2.yaml")
     args = ["prepare", "--config", cfg, "--out", "ds", "--frames", "6", "--stride_steps", "10", "--equilibration_ps", "0.1"]
     r = _run(args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert sum(s["frames"] for s in manifest["shards"]) == 6
-    r = _run(args, cwd=tmp_path)
-    assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 0  # the same command again: the dataset is complete, nothing to do
+    assert "complete already" in caplog.text
+    assert main([*args, "--frames", "7"]) == 2  # other settings: refused, the dataset is kept
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("cglight: error: ") and "holds a different dataset (frames: 6 there, 7 now)" in last
+    assert sum(s["frames"] for s in json.loads((tmp_path / "ds" / "manifest.json").read_text())["shards"]) == 6
 
 
 @pytest.mark.slow

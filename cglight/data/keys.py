@@ -9,6 +9,8 @@ HESSIAN = "hessian"  # [F, 3n, 3n] projected AA Hessian, kcal/mol/Å²
 PROBES = "probes"  # [F, K, 3n] stored probe vectors
 HVP = "hvp"  # [F, K, 3n] projected AA Hessian times the stored probes
 FRAME_INDEX = "frame_index"  # [F] index into the system's reference trajectory
+REPLICA = "replica"  # [F] which reference trajectory (optional; absent means 0)
+FD_ASYMMETRY = "fd_asymmetry"  # [F] finite-difference quality figure of the frame's Hessian (optional)
 
 # Extra batch fields added by the dataset.
 BEAD_TYPES = "bead_types"  # [B, n] embedding index of every bead

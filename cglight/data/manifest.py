@@ -34,6 +34,10 @@ class SystemInfo:
     hessian: str
     map: dict[str, list[list[Any]]] | None = None
     reference: dict[str, str] | None = None
+    trajectories: list[str] | None = None
+    """Reference trajectory of each replica (paths relative to the dataset), indexed by the shard
+    dataset ``replica``; ``frame_index`` counts frames within that trajectory. Optional (added
+    after version 1 was fixed; absent means one trajectory, ``reference['trajectory']``)."""
 
     @property
     def n_beads(self) -> int:
@@ -102,7 +106,12 @@ def _parse_system(name: str, d: Any, where: str) -> SystemInfo:
         atoms, weights = cg_map.get("atoms"), cg_map.get("weights")
         if not (isinstance(atoms, list) and isinstance(weights, list) and len(atoms) == n == len(weights)):
             raise DatasetError(f"{where}: map must have 'atoms' and 'weights' with one list per bead ({n} beads)")
-    return SystemInfo(temperature, list(bead_types), list(bead_names), [list(b) for b in bonds], mapping, hessian, cg_map, d.get("reference"))
+    trajectories = d.get("trajectories")
+    if trajectories is not None and not (isinstance(trajectories, list) and all(isinstance(t, str) for t in trajectories)):
+        raise DatasetError(f"{where}: trajectories must be a list of paths, got {trajectories!r}")
+    return SystemInfo(
+        temperature, list(bead_types), list(bead_names), [list(b) for b in bonds], mapping, hessian, cg_map, d.get("reference"), trajectories
+    )
 
 
 def read_manifest(root: str | os.PathLike) -> Manifest:

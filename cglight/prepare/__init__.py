@@ -1,6 +1,6 @@
 """``cglight prepare``: OpenMM all-atom reference, CG maps, finite-difference Hessians, shards."""
 
-from cglight.prepare.mapping import CGMap, slice_map
-from cglight.prepare.pipeline import PrepareConfig, prepare_dataset
+from cglight.prepare.mapping import CGMap, make_map, slice_map
+from cglight.prepare.pipeline import Part, PrepareConfig, prepare_dataset
 
-__all__ = ["CGMap", "PrepareConfig", "prepare_dataset", "slice_map"]
+__all__ = ["CGMap", "Part", "PrepareConfig", "make_map", "prepare_dataset", "slice_map"]
