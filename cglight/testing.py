@@ -52,11 +52,18 @@ class PairPotential(nn.Module):
         r = (pos[:, i] - pos[:, j]).norm(dim=-1)
         return (self.k[i, j] * (r - self.d[i, j]).pow(2)).sum(-1) + (self.a * pos.pow(2).sum(-1).pow(2)).sum(-1)
 
+    def forces(self, pos: Tensor) -> Tensor:
+        """``−∇U`` at ``pos [M, n, 3]``, differentiable in the parameters."""
+        with torch.enable_grad():
+            pos = pos.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.energy(pos).sum(), pos, create_graph=True)
+        return -g
+
     def output(self, pos: Tensor) -> ModelOutput:
         pos = pos.detach().requires_grad_(True)
         energy = self.energy(pos)
         (g,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        return ModelOutput(energy, -g, pos, create_graph=True)
+        return ModelOutput(energy, -g, pos, create_graph=True, force_fn=self.forces)
 
 
 def synthetic_batch(frames: int = 4, beads: int = 5, seed: int = 0) -> dict[str, Tensor]:

@@ -11,7 +11,9 @@ from cglight.data import keys
 from cglight.errors import ConfigError, PluginError
 from cglight.losses.base import LossResult, LossTerm, ModelOutput
 from cglight.losses.probes import PROBE_KINDS, draw_probes
-from cglight.losses.targets import covariance_correction, projected_hvp
+from cglight.losses.targets import covariance_correction
+
+HVP_METHODS = ("autograd", "finite_difference")
 
 
 class HVPLoss(LossTerm):
@@ -29,19 +31,46 @@ class HVPLoss(LossTerm):
         model:
           losses:
             hvp: {weight: 0.1, probes: 4}
+
+    ``method`` picks how the model side ``∇²U_θ v`` is computed (docs/hvp.md):
+    ``autograd`` (exact, double back-propagation per probe; training it needs third-order
+    autograd through the backbone) or ``finite_difference`` (``−(F_θ(R + εv) − F_θ(R))/ε`` for all
+    probes in one batched forward, ``fd_eps`` in Å; ``fd_central: true`` for
+    ``−(F_θ(R + εv) − F_θ(R − εv))/2ε``; needs only second-order autograd, so it also trains
+    backbones such as ``tensornet``).
     """
 
     needs_hvp = True
     covariance = False
 
-    def __init__(self, probes: int = 4, probe_kind: str = "rademacher", normalize: bool = True) -> None:
+    def __init__(
+        self,
+        probes: int = 4,
+        probe_kind: str = "rademacher",
+        method: str = "autograd",
+        fd_eps: float = 1.0e-2,
+        fd_central: bool = False,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(normalize=normalize)
         if probes < 1:
             raise ConfigError(f"loss '{self._name()}': probes must be >= 1, got {probes}")
         if probe_kind not in PROBE_KINDS:
             raise ConfigError(f"loss '{self._name()}': probe_kind must be one of {PROBE_KINDS}, got {probe_kind!r}")
+        if method not in HVP_METHODS:
+            raise ConfigError(f"loss '{self._name()}': method must be one of {HVP_METHODS}, got {method!r}")
+        if isinstance(fd_eps, bool) or not isinstance(fd_eps, (int, float)) or not 0 < fd_eps < 1:
+            raise ConfigError(f"loss '{self._name()}': fd_eps must be a step in Å in (0, 1), got {fd_eps!r}")
         self.probes = probes
         self.probe_kind = probe_kind
+        self.method = method
+        self.fd_eps = float(fd_eps)
+        self.fd_central = bool(fd_central)
+
+    @property
+    def autograd_order(self) -> int:
+        """3 for the exact method; 2 for finite differences (a parameter gradient of forces)."""
+        return 3 if self.method == "autograd" else 2
 
     def _name(self) -> str:
         return "hvp_cov" if self.covariance else "hvp"
@@ -55,16 +84,19 @@ class HVPLoss(LossTerm):
                 "Was the dataset prepared with hessian: none?"
             )
 
-    def _probe_pairs(self, batch: Mapping[str, Tensor], like: Tensor):
-        """Yield ``(v, (BᵀHB) v)`` as flat ``[B, 3n]`` tensors."""
+    def _probe_pairs(self, batch: Mapping[str, Tensor], like: Tensor) -> tuple[Tensor, Tensor]:
+        """``(v, (BᵀHB) v)`` for every probe as ``[K, B, 3n]`` tensors (fresh probes on every call)."""
         if keys.HESSIAN in batch:
-            hessian = batch[keys.HESSIAN]
-            for _ in range(self.probes):
-                v = draw_probes(like.shape, self.probe_kind, like)
-                yield v, projected_hvp(hessian, v)
-        else:
-            for k in range(batch[keys.PROBES].shape[1]):
-                yield batch[keys.PROBES][:, k], batch[keys.HVP][:, k]
+            v = draw_probes((self.probes, *like.shape), self.probe_kind, like)
+            return v, torch.einsum("bij,kbj->kbi", batch[keys.HESSIAN], v)
+        return batch[keys.PROBES].transpose(0, 1), batch[keys.HVP].transpose(0, 1)
+
+    def _model_hvp(self, output: ModelOutput, v: Tensor) -> Tensor:
+        """``∇²U_θ v`` for ``v [K, B, 3n]`` → ``[K, B, 3n]`` by the configured method."""
+        shape = (v.shape[0], *output.pos.shape)
+        if self.method == "finite_difference":
+            return output.hvp_fd(v.reshape(shape), self.fd_eps, self.fd_central).flatten(2)
+        return torch.stack([output.hvp(vk.reshape(output.pos.shape)).flatten(1) for vk in v])
 
     def _target(self, hv: Tensor, v: Tensor, batch: Mapping[str, Tensor], model_forces: Tensor | None) -> Tensor:
         if not self.covariance:
@@ -74,15 +106,12 @@ class HVPLoss(LossTerm):
         return hv - covariance_correction(f, m, v, batch[keys.BETA])
 
     def forward(self, batch: Mapping[str, Tensor], output: ModelOutput) -> LossResult:
-        pos_shape = output.pos.shape
         model_forces = output.forces.detach().flatten(1)
-        errors, target_sq = [], []
-        for v, hv in self._probe_pairs(batch, model_forces):
-            target = self._target(hv, v, batch, model_forces)
-            model_hv = output.hvp(v.reshape(pos_shape)).flatten(1)
-            errors.append((model_hv - target).pow(2).mean())
-            target_sq.append(target.detach().pow(2).mean())
-        return LossResult(torch.stack(errors).mean(), {"target_sq": torch.stack(target_sq).mean()})
+        v, hv = self._probe_pairs(batch, model_forces)
+        target = torch.stack([self._target(hv[k], v[k], batch, model_forces) for k in range(len(v))])
+        model_hv = self._model_hvp(output, v)
+        parts = {"target_sq": target.detach().pow(2).mean(), "model_sq": model_hv.detach().pow(2).mean()}
+        return LossResult((model_hv - target).pow(2).mean(), parts)
 
     def target_second_moment(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``E‖target v‖² / 3n``, with ``F_θ = 0`` in the covariance term (no model yet)."""
@@ -92,8 +121,8 @@ class HVPLoss(LossTerm):
                 f = batch[keys.FORCES].flatten(1)
                 a = a - batch[keys.BETA][:, None, None] * f[:, :, None] * f[:, None, :]
             return a.pow(2).sum((1, 2)).mean() / a.shape[-1]
-        like = batch[keys.FORCES].flatten(1)
-        return torch.stack([self._target(hv, v, batch, None).pow(2).mean() for v, hv in self._probe_pairs(batch, like)]).mean()
+        v, hv = self._probe_pairs(batch, batch[keys.FORCES].flatten(1))
+        return torch.stack([self._target(hv[k], v[k], batch, None).pow(2).mean() for k in range(len(v))]).mean()
 
 
 class CovarianceHVPLoss(HVPLoss):

@@ -63,12 +63,12 @@ class CGPotential(L.LightningModule):
              "weight_decay": weight_decay, "calibration_frames": calibration_frames}
         )
         self.objective = Objective(losses)
-        if backbone.name in BACKBONES and self.objective.needs_hvp and not supports_third_order(backbone.name):
-            hvp = [n for n, t in self.objective.items() if t.needs_hvp]
+        if backbone.name in BACKBONES and self.objective.autograd_order >= 3 and not supports_third_order(backbone.name):
+            hvp = [n for n, t in self.objective.items() if t.autograd_order >= 3]
             raise ConfigError(
-                f"model.backbone.name '{backbone.name}' cannot train Hessian-vector losses {hvp}: "
-                f"{BACKBONES[backbone.name].note}. Use 'graph-network' or 'equivariant-transformer', "
-                "or train it with 'force' alone."
+                f"model.backbone.name '{backbone.name}' cannot train Hessian-vector losses {hvp} by exact autograd: "
+                f"{BACKBONES[backbone.name].note}. Set 'method: finite_difference' on them, use 'graph-network' "
+                "or 'equivariant-transformer', or train it with 'force' alone."
             )
         self.net = Backbone(backbone)
 
@@ -156,6 +156,7 @@ class CGPotential(L.LightningModule):
         return total if train else total.detach()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self.objective.set_step(self.global_step)
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
