@@ -14,6 +14,9 @@ from cglight.losses.probes import PROBE_KINDS, draw_probes
 from cglight.losses.targets import covariance_correction
 
 HVP_METHODS = ("autograd", "finite_difference")
+FD_EPS_ONE_SIDED = 3.0e-4
+"""Å; the float32 optimum measured by benchmarks/hvp_fd_bias.py (docs/hvp.md)."""
+FD_EPS_CENTRAL = 1.0e-3
 
 
 class HVPLoss(LossTerm):
@@ -37,7 +40,10 @@ class HVPLoss(LossTerm):
     autograd through the backbone) or ``finite_difference`` (``−(F_θ(R + εv) − F_θ(R))/ε`` for all
     probes in one batched forward, ``fd_eps`` in Å; ``fd_central: true`` for
     ``−(F_θ(R + εv) − F_θ(R − εv))/2ε``; needs only second-order autograd, so it also trains
-    backbones such as ``tensornet``).
+    backbones such as ``tensornet``). The default ``fd_eps`` (3e-4 Å one-sided, 1e-3 Å central)
+    minimises the float32 error; ``fd_probes_per_call`` probes share one forward pass of the model
+    (1 is fastest on a CPU, where the backbone's neighbour search grows faster than linearly with
+    the beads per call; try more on a GPU).
     """
 
     needs_hvp = True
@@ -48,8 +54,9 @@ class HVPLoss(LossTerm):
         probes: int = 4,
         probe_kind: str = "rademacher",
         method: str = "autograd",
-        fd_eps: float = 1.0e-2,
+        fd_eps: float | None = None,
         fd_central: bool = False,
+        fd_probes_per_call: int = 1,
         normalize: bool = True,
     ) -> None:
         super().__init__(normalize=normalize)
@@ -59,13 +66,18 @@ class HVPLoss(LossTerm):
             raise ConfigError(f"loss '{self._name()}': probe_kind must be one of {PROBE_KINDS}, got {probe_kind!r}")
         if method not in HVP_METHODS:
             raise ConfigError(f"loss '{self._name()}': method must be one of {HVP_METHODS}, got {method!r}")
+        if fd_eps is None:
+            fd_eps = FD_EPS_CENTRAL if fd_central else FD_EPS_ONE_SIDED
         if isinstance(fd_eps, bool) or not isinstance(fd_eps, (int, float)) or not 0 < fd_eps < 1:
             raise ConfigError(f"loss '{self._name()}': fd_eps must be a step in Å in (0, 1), got {fd_eps!r}")
+        if fd_probes_per_call < 1:
+            raise ConfigError(f"loss '{self._name()}': fd_probes_per_call must be >= 1, got {fd_probes_per_call}")
         self.probes = probes
         self.probe_kind = probe_kind
         self.method = method
         self.fd_eps = float(fd_eps)
         self.fd_central = bool(fd_central)
+        self.fd_probes_per_call = fd_probes_per_call
 
     @property
     def autograd_order(self) -> int:
@@ -95,7 +107,10 @@ class HVPLoss(LossTerm):
         """``∇²U_θ v`` for ``v [K, B, 3n]`` → ``[K, B, 3n]`` by the configured method."""
         shape = (v.shape[0], *output.pos.shape)
         if self.method == "finite_difference":
-            return output.hvp_fd(v.reshape(shape), self.fd_eps, self.fd_central).flatten(2)
+            v = v.reshape(shape)
+            step = self.fd_probes_per_call
+            chunks = [output.hvp_fd(v[k : k + step], self.fd_eps, self.fd_central) for k in range(0, len(v), step)]
+            return torch.cat(chunks).flatten(2)
         return torch.stack([output.hvp(vk.reshape(output.pos.shape)).flatten(1) for vk in v])
 
     def _target(self, hv: Tensor, v: Tensor, batch: Mapping[str, Tensor], model_forces: Tensor | None) -> Tensor:
