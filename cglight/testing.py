@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from cglight.data import keys
 from cglight.errors import PluginError
 from cglight.losses.base import LossResult, LossTerm, ModelOutput
+from cglight.losses.registry import OBJECTIVE_KEYS
 
 
 class PairPotential(nn.Module):
@@ -110,7 +111,7 @@ class LossPluginTests:
         for p in list(inspect.signature(type(loss).__init__).parameters.values())[1:]:
             assert p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL), f"no **kwargs/*args in __init__ ({p.name})"
             assert p.annotation is not inspect.Parameter.empty, f"__init__ argument '{p.name}' needs a type annotation"
-            assert p.name != "weight", "'weight' is reserved for the objective"
+            assert p.name not in OBJECTIVE_KEYS, f"'{p.name}' is reserved for the objective ({', '.join(OBJECTIVE_KEYS)})"
 
     def test_returns_finite_scalar_and_parts(self, loss, batch, potential):
         loss = loss.double()

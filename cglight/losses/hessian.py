@@ -11,9 +11,10 @@ from cglight.data import keys
 from cglight.errors import ConfigError, PluginError
 from cglight.losses.base import LossResult, LossTerm, ModelOutput
 from cglight.losses.probes import PROBE_KINDS, draw_probes
-from cglight.losses.targets import covariance_correction
+from cglight.losses.targets import centered_covariance_correction, covariance_correction
 
 HVP_METHODS = ("autograd", "finite_difference")
+ESTIMATORS = ("uncentered", "centered")
 FD_EPS_ONE_SIDED = 3.0e-4
 """Å; the float32 optimum measured by benchmarks/hvp_fd_bias.py (docs/hvp.md)."""
 FD_EPS_CENTRAL = 1.0e-3
@@ -48,6 +49,7 @@ class HVPLoss(LossTerm):
 
     needs_hvp = True
     covariance = False
+    estimator = "uncentered"
 
     def __init__(
         self,
@@ -117,7 +119,9 @@ class HVPLoss(LossTerm):
         if not self.covariance:
             return hv
         f = batch[keys.FORCES].flatten(1)
-        m = torch.zeros_like(f) if model_forces is None else model_forces
+        m = torch.zeros_like(f) if model_forces is None else model_forces.detach()
+        if self.estimator == "centered":
+            return hv - centered_covariance_correction(f, m, v, batch[keys.BETA])
         return hv - covariance_correction(f, m, v, batch[keys.BETA])
 
     def forward(self, batch: Mapping[str, Tensor], output: ModelOutput) -> LossResult:
@@ -125,8 +129,21 @@ class HVPLoss(LossTerm):
         v, hv = self._probe_pairs(batch, model_forces)
         target = torch.stack([self._target(hv[k], v[k], batch, model_forces) for k in range(len(v))])
         model_hv = self._model_hvp(output, v)
-        parts = {"target_sq": target.detach().pow(2).mean(), "model_sq": model_hv.detach().pow(2).mean()}
-        return LossResult((model_hv - target).pow(2).mean(), parts)
+        return LossResult((model_hv - target).pow(2).mean(), self._diagnostics(batch, v, hv, target, model_hv.detach()))
+
+    def _diagnostics(self, batch: Mapping[str, Tensor], v: Tensor, hv: Tensor, target: Tensor, model_hv: Tensor) -> dict[str, Tensor]:
+        """Logged parts (docs/hvp.md): ``target_sq`` and ``model_sq``, the mean squares of the
+        target and of the model's HVP; ``noise_sq = target_sq − model_sq``, the loss left when
+        the model equals the target's conditional mean (its irreducible noise); for ``hvp_cov``
+        also ``force_noise``, the mapped-force noise per component estimated from the
+        fluctuation identity ``β E[Var(f|R)] = tr⟨BᵀHB⟩ − tr ∇²U`` with the model's Hessian
+        (Hutchinson traces ``vᵀ(BᵀHB)v`` and ``vᵀ∇²U_θ v``): the floor of ``force_raw``."""
+        target_sq, model_sq = target.detach().pow(2).mean(), model_hv.pow(2).mean()
+        parts = {"target_sq": target_sq, "model_sq": model_sq, "noise_sq": target_sq - model_sq}
+        if self.covariance:
+            trace_gap = ((hv - model_hv) * v).sum(-1).mean(0)  # [B]
+            parts["force_noise"] = (trace_gap / (batch[keys.BETA] * v.shape[-1])).mean().detach()
+        return parts
 
     def target_second_moment(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``E‖target v‖² / 3n``, with ``F_θ = 0`` in the covariance term (no model yet)."""
@@ -169,3 +186,19 @@ class CovarianceHVPLoss(HVPLoss):
     required_keys = (keys.FORCES, keys.BETA)
     covariance = True
     needs_fitted_forces = True
+
+    def __init__(
+        self,
+        probes: int = 4,
+        probe_kind: str = "rademacher",
+        method: str = "autograd",
+        fd_eps: float | None = None,
+        fd_central: bool = False,
+        fd_probes_per_call: int = 1,
+        estimator: str = "uncentered",
+        normalize: bool = True,
+    ) -> None:
+        super().__init__(probes, probe_kind, method, fd_eps, fd_central, fd_probes_per_call, normalize)
+        if estimator not in ESTIMATORS:
+            raise ConfigError(f"loss 'hvp_cov': estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        self.estimator = estimator
