@@ -195,7 +195,7 @@ class CovarianceHVPLoss(HVPLoss):
         fd_eps: float | None = None,
         fd_central: bool = False,
         fd_probes_per_call: int = 1,
-        estimator: str = "uncentered",
+        estimator: str = "centered",
         normalize: bool = True,
     ) -> None:
         super().__init__(probes, probe_kind, method, fd_eps, fd_central, fd_probes_per_call, normalize)
