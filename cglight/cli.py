@@ -107,10 +107,12 @@ def _lightning_main(argv: list[str]) -> None:
     from cglight.model.potential import CGPotential
 
     from cglight.model.loss_curves import LossCurves
+    from cglight.model.safeguard import RunawayGuard
 
     class CGLightCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(LossCurves, "loss_curves")
+            parser.add_lightning_class_args(RunawayGuard, "runaway_guard")
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand]
