@@ -119,13 +119,13 @@ class HVPLoss(LossTerm):
         if not self.covariance:
             return hv
         f = batch[keys.FORCES].flatten(1)
-        m = torch.zeros_like(f) if model_forces is None else model_forces.detach()
+        m = torch.zeros_like(f) if model_forces is None else model_forces
         if self.estimator == "centered":
             return hv - centered_covariance_correction(f, m, v, batch[keys.BETA])
         return hv - covariance_correction(f, m, v, batch[keys.BETA])
 
     def forward(self, batch: Mapping[str, Tensor], output: ModelOutput) -> LossResult:
-        model_forces = output.forces.detach().flatten(1)
+        model_forces = output.forces.flatten(1)  # detached by the target functions (targets.py), and only there
         v, hv = self._probe_pairs(batch, model_forces)
         target = torch.stack([self._target(hv[k], v[k], batch, model_forces) for k in range(len(v))])
         model_hv = self._model_hvp(output, v)
