@@ -19,7 +19,8 @@ keyword-only-friendly arguments; it returns a finite scalar and finite parts; it
 gradient equals a central finite difference (skip with ``target_depends_on_model = True`` for
 losses whose target holds detached model outputs, like ``hvp_cov``); it declares the batch keys
 it needs and fails with a message naming them; its normalisation, if any, is positive; its
-buffers survive a state-dict round trip; and the entry point, if named, resolves to it.
+buffers survive a state-dict round trip; the entry point, if named, resolves to it; and float32
+gives the same value, parts and gradient as float64 within :data:`FLOAT32_TOLERANCES`.
 """
 
 from __future__ import annotations
@@ -84,7 +85,60 @@ def synthetic_batch(frames: int = 4, beads: int = 5, seed: int = 0) -> dict[str,
     }
 
 
-class LossPluginTests:
+# ----------------------------------------------------------------------------- float32 vs float64
+
+FLOAT32_TOLERANCES = {
+    "exact": {"loss": 1e-5, "parts": 1e-5, "gradient": 1e-5},
+    "finite_difference": {"loss": 1e-3, "parts": 1e-3, "gradient": 3e-3},
+}
+"""Largest relative differences allowed between a loss computed in float32 and in float64 (same
+batch, model and probes): of the loss value, of each logged part, and of the parameter gradient
+(in norm). ``finite_difference`` applies to losses with ``method = "finite_difference"`` (their
+HVPs difference forces, which loses digits in float32), ``exact`` to all others. Measured on
+the built-in losses (cglight.testing's pair potential): exact ≤ 3e-7 (value, parts) and 1e-7
+(gradient); finite differences at the default ``fd_eps`` ≤ 1.7e-4 (value, parts) and 7.5e-4
+(gradient). A plugin may override entries through :attr:`LossPrecisionTests.float32_tolerances`."""
+
+
+def _relative(a: Tensor, b: Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300))
+
+
+class LossPrecisionTests:
+    """Checks that a loss gives the same value, parts and parameter gradient in float32 as in
+    float64, within :data:`FLOAT32_TOLERANCES` (training runs in float32; the oracles in float64).
+
+    Mixed into :class:`LossPluginTests`; needs the ``loss``, ``batch`` and ``potential`` fixtures.
+    """
+
+    float32_tolerances: dict[str, float] = {}
+
+    def _precision_run(self, loss: LossTerm, batch, potential: nn.Module, dtype: torch.dtype):
+        loss, potential = copy.deepcopy(loss).to(dtype), copy.deepcopy(potential).to(dtype)
+        batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
+        torch.manual_seed(0)  # the same probes in both precisions
+        result = loss(batch, potential.output(batch[keys.POS]))
+        params = [p for p in potential.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(result.loss, params, allow_unused=True)
+        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params, strict=True)])
+        return result, flat
+
+    def test_float32_matches_float64(self, loss, batch, potential):
+        kind = "finite_difference" if getattr(loss, "method", None) == "finite_difference" else "exact"
+        tol = FLOAT32_TOLERANCES[kind] | self.float32_tolerances
+        r64, g64 = self._precision_run(loss, batch, potential, torch.float64)
+        r32, g32 = self._precision_run(loss, batch, potential, torch.float32)
+        assert r32.loss.dtype == torch.float32, "the loss must compute in the dtype of its inputs"
+        assert _relative(r32.loss.detach(), r64.loss.detach()) <= tol["loss"], (float(r32.loss), float(r64.loss))
+        for name, part in r64.parts.items():
+            assert _relative(r32.parts[name].detach(), part.detach()) <= tol["parts"], (name, float(r32.parts[name]), float(part))
+        assert _relative(g32, g64) <= tol["gradient"], _relative(g32, g64)
+
+
+# ----------------------------------------------------------------------------- the full kit
+
+
+class LossPluginTests(LossPrecisionTests):
     """Inherit and override the ``loss`` fixture (and ``batch``/``potential`` if needed)."""
 
     entry_point: str | None = None

@@ -39,6 +39,28 @@ class TestHVPCov(LossPluginTests):
         return CovarianceHVPLoss(probes=3)
 
 
+class TestHVPCovUncentered(LossPluginTests):
+    target_depends_on_model = True
+
+    @pytest.fixture
+    def loss(self):
+        return CovarianceHVPLoss(probes=2, estimator="uncentered")
+
+
+class TestHVPCovFiniteDifference(LossPluginTests):
+    target_depends_on_model = True
+
+    @pytest.fixture
+    def loss(self):
+        return CovarianceHVPLoss(probes=2, method="finite_difference")
+
+
+class TestHVPFiniteDifferenceCentral(LossPluginTests):
+    @pytest.fixture
+    def loss(self):
+        return HVPLoss(probes=2, method="finite_difference", fd_central=True)
+
+
 def test_stored_probes_give_the_same_loss_as_the_full_hessian():
     """A ``hessian: probes`` dataset (K stored probes and their HVPs) is matched exactly like the full matrix."""
     import torch
