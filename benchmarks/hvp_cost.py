@@ -6,7 +6,7 @@ For each chain length it writes a synthetic dataset (valid shards and manifest: 
 self-avoiding chain of beads 3.8 Å apart, random forces, random symmetric positive Hessians),
 then runs ``cglight fit`` with the quickstart graph network and batch 32 for ``force`` alone and
 for ``force + hvp_cov`` with the exact (``autograd``) and the ``finite_difference`` method. A
-timing callback (``step_timer.StepTimer``) records each training step; the first ``--skip`` are
+timing callback (``step_timer.StepTimer``) records each training step's CPU time; the first ``--skip`` are
 dropped and the median is used; the configurations run ``--repeats`` times in turn and each keeps
 its fastest median (the machine is shared). Printed: the step times and the cost per probe
 ``ρ = (t_hvp / t_force − 1) / K`` (1.0: a probe costs as much as a whole force-matching step).
@@ -95,7 +95,7 @@ def main() -> None:
                         help="'default' leaves the method key out (for timing an older cglight)")
     args = parser.parse_args()
     k = args.probes
-    print(f"{'beads':>5} {'losses':<44} {'median step (ms)':>17} {'× force':>8} {'ρ per probe':>12}")
+    print(f"{'beads':>5} {'losses':<44} {'median step (CPU ms)':>21} {'× force':>8} {'ρ per probe':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.beads:
             work = Path(tmp) / f"n{n}"
@@ -114,7 +114,7 @@ def main() -> None:
             for name, t in medians.items():
                 base = base or t
                 rho = "" if name == "force" else f"{(t / base - 1) / k:>12.2f}"
-                print(f"{n:>5} {name:<44} {t:>17.1f} {t / base:>8.2f} {rho}", flush=True)
+                print(f"{n:>5} {name:<44} {t:>21.1f} {t / base:>8.2f} {rho}", flush=True)
 
 
 if __name__ == "__main__":
