@@ -60,11 +60,17 @@ class MLPPotential(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(9, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
 
+    def forces(self, pos: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            pos = pos.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.net(pos.flatten(1)).sum(), pos, create_graph=True)
+        return -g
+
     def output(self, pos: torch.Tensor, create_graph: bool = True) -> ModelOutput:
         pos = pos.detach().requires_grad_(True)
         energy = self.net(pos.flatten(1)).squeeze(-1)
         (g,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        return ModelOutput(energy, -g, pos, create_graph)
+        return ModelOutput(energy, -g, pos, create_graph, force_fn=self.forces)
 
     def hessians(self, pos: torch.Tensor) -> torch.Tensor:
         out = self.output(pos, create_graph=False)

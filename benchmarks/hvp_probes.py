@@ -26,7 +26,7 @@ from gaussian_curvature import gaussian_system, hessian_error, samples, train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=128)
-    parser.add_argument("--budget", type=int, default=1600, help="cost budget in force-matching steps")
+    parser.add_argument("--budget", type=int, nargs="+", default=[1600, 4800], help="cost budgets in force-matching steps")
     parser.add_argument("--rho-exact", type=float, default=1.2)
     parser.add_argument("--rho-fd", type=float, default=0.9)
     parser.add_argument("--weight", type=float, default=10.0)
@@ -42,14 +42,14 @@ def main() -> None:
         for probes in (1, 2, 4):
             options = {"weight": args.weight, "probes": probes, "method": method}
             runs.append((method, probes, rho, {"force": {"weight": 1.0}, "hvp_cov": options}))
-    print(f"{'method':<18} {'K':>2} {'steps':>6} {'Hessian error':>14} {'wall time (s)':>14}")
-    for method, probes, rho, losses in runs:
-        steps = int(args.budget / (1 + rho * probes))
+    print(f"{'budget':>6} {'method':<18} {'K':>2} {'steps':>6} {'Hessian error':>14} {'wall time (s)':>14}")
+    for budget, (method, probes, rho, losses) in ((b, r) for b in args.budget for r in runs):
+        steps = int(budget / (1 + rho * probes))
         errors, t = [], time.perf_counter()
         for seed in range(args.seeds):
             errors.append(hessian_error(train(losses, data, steps, seed=seed), test, pmf))
         wall = (time.perf_counter() - t) / args.seeds
-        print(f"{method:<18} {probes:>2} {steps:>6} {statistics.mean(errors):>14.3f} {wall:>14.1f}", flush=True)
+        print(f"{budget:>6} {method:<18} {probes:>2} {steps:>6} {statistics.mean(errors):>14.3f} {wall:>14.1f}", flush=True)
 
 
 if __name__ == "__main__":

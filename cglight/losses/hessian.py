@@ -160,27 +160,27 @@ class HVPLoss(LossTerm):
 class CovarianceHVPLoss(HVPLoss):
     """The full, covariance-corrected Hessian matching objective (the method's main loss).
 
-    Target per frame and probe ``v``::
+    Target per frame and probe ``v``, with ``F_θ`` the model's forces, detached::
 
-        Ĥ v = (BᵀHB) v − β [ (f·v) f − (F_θ·v) F_θ ],   F_θ = model forces, detached
+        centered (default):  Ĥ v = (BᵀHB) v − β ((f − F_θ)·v) (f − F_θ)
+        uncentered:          Ĥ v = (BᵀHB) v − β [ (f·v) f − (F_θ·v) F_θ ]
 
-    whose conditional mean at the force-matching optimum is the PMF Hessian ``∇²U(R) v``.
-    The per-frame target is dominated by noise (its mean square is many times the square of its
-    mean); ``<stage>/hvp_cov/target_sq`` logs its mean square so the noise stays visible.
-    Normalised by ``‖BᵀHB − β f fᵀ‖²_F / 3n`` (the target with ``F_θ = 0``), estimated once.
+    Both have the PMF Hessian ``∇²U(R) v`` as conditional mean when ``F_θ`` is the mean force.
+    Away from it the uncentered target errs to first order in the model's force error, and for a
+    quadratic model its mean is ``A P⁻¹ A``: the model's curvature feeds back into its own target
+    and training runs away above a weight (docs/hvp.md). The centered target errs only to second
+    order (``−β δδᵀ v``, ``δ`` the force error) and trained stably at every weight measured.
+    The per-frame target is dominated by noise; ``<stage>/hvp_cov/target_sq``, ``model_sq``,
+    ``noise_sq`` and ``force_noise`` make it visible (docs/hvp.md). Normalised by
+    ``‖BᵀHB − β f fᵀ‖²_F / 3n`` (the target with ``F_θ = 0``), estimated once.
 
-    Use it together with a force term. Because the target holds the model's own forces, alone it
-    has a spurious fixed point at ``U_θ = 0`` and its fixed point at the PMF Hessian is unstable
-    (for a quadratic model ``A ← A P⁻¹ A``); force matching pins ``F_θ`` to the mean force and
-    makes the PMF Hessian the stable optimum (tests/losses/test_gaussian_training.py). Keep its
-    normalised weight moderate relative to the force term: in benchmarks/gaussian_curvature.py
-    weights 1–3 improve the model Hessian and 30 diverges.
+    Use it together with a force term: alone it has a spurious fixed point at ``U_θ = 0``.
     Batch keys: ``hessian`` (or ``probes``/``hvp``), ``forces``, ``beta``. Config::
 
         model:
           losses:
             force: {weight: 1.0}
-            hvp_cov: {weight: 0.1, probes: 4}
+            hvp_cov: {weight: 10.0, probes: 4}
     """
 
     required_keys = (keys.FORCES, keys.BETA)
