@@ -53,9 +53,9 @@ class HVPLoss(LossTerm):
 
     def __init__(
         self,
-        probes: int = 4,
+        probes: int = 1,
         probe_kind: str = "rademacher",
-        method: str = "autograd",
+        method: str = "finite_difference",
         fd_eps: float | None = None,
         fd_central: bool = False,
         fd_probes_per_call: int = 1,
@@ -189,9 +189,9 @@ class CovarianceHVPLoss(HVPLoss):
 
     def __init__(
         self,
-        probes: int = 4,
+        probes: int = 1,
         probe_kind: str = "rademacher",
-        method: str = "autograd",
+        method: str = "finite_difference",
         fd_eps: float | None = None,
         fd_central: bool = False,
         fd_probes_per_call: int = 1,

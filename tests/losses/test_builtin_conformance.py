@@ -21,7 +21,7 @@ class TestHVP(LossPluginTests):
 
     @pytest.fixture
     def loss(self):
-        return HVPLoss(probes=3)
+        return HVPLoss(probes=3, method="autograd")
 
 
 class TestHVPGaussianProbes(LossPluginTests):
@@ -36,7 +36,7 @@ class TestHVPCov(LossPluginTests):
 
     @pytest.fixture
     def loss(self):
-        return CovarianceHVPLoss(probes=3)
+        return CovarianceHVPLoss(probes=3, method="autograd")
 
 
 class TestHVPCovUncentered(LossPluginTests):
@@ -76,7 +76,8 @@ def test_stored_probes_give_the_same_loss_as_the_full_hessian():
     stored = {k: v for k, v in batch.items() if k != keys.HESSIAN}
     stored[keys.PROBES] = probes
     stored[keys.HVP] = torch.einsum("bij,bkj->bki", batch[keys.HESSIAN], probes)
-    for loss in (HVPLoss(probes=7), CovarianceHVPLoss(probes=7, estimator="uncentered"), CovarianceHVPLoss(probes=7)):
+    exact = {"probes": 7, "method": "autograd"}
+    for loss in (HVPLoss(**exact), CovarianceHVPLoss(**exact, estimator="uncentered"), CovarianceHVPLoss(**exact)):
         value = loss(stored, out).loss  # probes=7 is ignored: the stored probes are used
         expected = []
         for k in range(2):

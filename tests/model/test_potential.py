@@ -92,7 +92,7 @@ def test_parameter_gradient_of_hvp_loss_is_third_order_exact():
 
 def test_tensornet_with_hvp_loss_is_refused():
     with pytest.raises(ConfigError, match="tensornet.*hvp_cov.*graph-network"):
-        CGPotential(backbone=BackboneConfig(name="tensornet"), losses={"force": {}, "hvp_cov": {"weight": 0.1}})
+        CGPotential(backbone=BackboneConfig(name="tensornet"), losses={"force": {}, "hvp_cov": {"weight": 0.1, "method": "autograd"}})
 
 
 def test_tensornet_with_force_alone_is_allowed():
