@@ -93,7 +93,7 @@ def test_bad_loss_option_names_the_loss(tiny_dataset, tmp_path, capsys, monkeypa
     code = main(["fit", "--config", QUICKSTART, "--data.path", str(tiny_dataset), "--data.build", "null",
                  "--model.losses", "{hvp_cov: {weight: 0.1, probe: 4}}"])
     assert code == 2
-    assert "loss 'hvp_cov' has no option(s) ['probe']; allowed: weight, probes, probe_kind, normalize" in capsys.readouterr().err
+    assert "loss 'hvp_cov' has no option(s) ['probe']; allowed: weight, warmup_steps, ramp_steps, probes, probe_kind, method, fd_eps, fd_central, fd_probes_per_call, estimator, normalize" in capsys.readouterr().err
 
 
 def test_dataset_without_manifest(tmp_path, capsys, monkeypatch):
