@@ -54,7 +54,7 @@ def main() -> None:
     for est, w, warm in variants:
         t = time.perf_counter()
         history: list[dict] = []
-        options = {"weight": w, "probes": 4, "warmup_steps": warm, "ramp_steps": warm, "estimator": est}
+        options = {"weight": w, "probes": 4, "method": "autograd", "warmup_steps": warm, "ramp_steps": warm, "estimator": est}
         losses = {"force": {"weight": 1.0}, "hvp_cov": options}
         model = train(losses, data, args.steps, history=history)
         err = hessian_error(model, test, pmf)

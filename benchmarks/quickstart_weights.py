@@ -41,7 +41,7 @@ def run(data: ShardDataset, train_idx: list[int], val: dict, losses: dict, steps
         sched.step()
     model.eval()
     torch.manual_seed(1)
-    probe = CGPotential(backbone=model.hparams.backbone, losses={"force": {}, "hvp_cov": {"probes": 4}})
+    probe = CGPotential(backbone=model.hparams.backbone, losses={"force": {}, "hvp_cov": {"probes": 4, "method": "autograd"}})
     probe.net.load_state_dict(model.net.state_dict())
     probe.objective.calibrate([data.__getitems__(train_idx[i : i + 256]) for i in range(0, 1024, 256)])
     probe.eval()
@@ -70,7 +70,7 @@ def main() -> None:
         print(f"{lr:>7.0e} {0:>9g} {res['force']:>10.4f} {res['hvp_cov']:>12.4f} {res['floor']:>7.4f} {0:>16.3f}", flush=True)
         for w in args.weights:
             t = time.perf_counter()
-            model, res = run(data, train_idx, val, {"force": {"weight": 1.0}, "hvp_cov": {"weight": w, "probes": 4}}, args.steps, lr)
+            model, res = run(data, train_idx, val, {"force": {"weight": 1.0}, "hvp_cov": {"weight": w, "probes": 4, "method": "autograd"}}, args.steps, lr)
             moved = float((model.hvp(val[keys.POS], val[keys.BEAD_TYPES][0], v) - ref).norm() / ref.norm())
             print(f"{lr:>7.0e} {w:>9g} {res['force']:>10.4f} {res['hvp_cov']:>12.4f} {res['floor']:>7.4f} {moved:>16.3f} {time.perf_counter() - t:>9.1f}", flush=True)
 
