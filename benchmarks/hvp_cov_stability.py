@@ -25,6 +25,20 @@ from cglight.losses import Objective
 from gaussian_curvature import BETA, gaussian_system, hessian_error, samples, train
 
 
+def first_alarm(ratios: list[float], losses: list[float], limit: float = 1.0, max_loss: float = 100.0, patience: int = 10) -> int | None:
+    """The step at which RunawayGuard's defaults would stop (model_sq/s_H > limit or normalised
+    loss > max_loss for ``patience`` steps in a row, or a non-finite loss), counted in steps the
+    term was computed."""
+    streak = 0
+    for i, (r, loss) in enumerate(zip(ratios, losses, strict=True)):
+        if not math.isfinite(loss):
+            return i
+        streak = streak + 1 if not (r <= limit and loss <= max_loss) else 0
+        if streak >= patience:
+            return i
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=512)
@@ -45,10 +59,10 @@ def main() -> None:
     print(f"s_F = {scales['force']:.4g} (kcal/mol/Å)², s_H = {scales['hvp_cov']:.4g} (kcal/mol/Å²)², "
           f"λ(Σ) in [{np.linalg.eigvalsh(sigma).min():.3g}, {np.linalg.eigvalsh(sigma).max():.3g}] Å²")
     print(f"quadratic-model stability limit w* = (s_H/s_F) λ_min(Σ) = {w_star:.3g} (w_F = 1)")
-    print(f"{'estimator':>10} {'hvp_cov weight':>14} {'warm-up':>8} {'Hessian error':>14} {'max hvp_cov':>12} {'max model_sq/s_H':>17} {'time (s)':>9}")
+    print(f"{'estimator':>10} {'hvp_cov weight':>14} {'warm-up':>8} {'Hessian error':>14} {'max hvp_cov':>12} {'max model_sq/s_H':>17} {'guard step':>11} {'loss > 1e6 at':>13} {'time (s)':>9}")
     t = time.perf_counter()
     err = hessian_error(train({"force": {"weight": 1.0}}, data, args.steps), test, pmf)
-    print(f"{'(force)':>10} {0:>14g} {0:>8d} {err:>14.3f} {'':>12} {'':>17} {time.perf_counter() - t:>9.1f}", flush=True)
+    print(f"{'(force)':>10} {0:>14g} {0:>8d} {err:>14.3f} {'':>12} {'':>17} {'':>11} {'':>13} {time.perf_counter() - t:>9.1f}", flush=True)
     variants = [(e, w, 0) for e in args.estimators for w in args.weights]
     variants += [("uncentered", w, args.warmup) for w in args.weights if w >= 10]
     for est, w, warm in variants:
@@ -61,7 +75,9 @@ def main() -> None:
         hv = [h["hvp_cov"] for h in history if "hvp_cov" in h]
         ms = [h["hvp_cov/model_sq"] / scales["hvp_cov"] for h in history if "hvp_cov" in h]
         peak = lambda xs: max((x if math.isfinite(x) else math.inf) for x in xs)  # noqa: E731
-        print(f"{est:>10} {w:>14g} {warm:>8d} {err:>14.3f} {peak(hv):>12.3g} {peak(ms):>17.3g} {time.perf_counter() - t:>9.1f}", flush=True)
+        guard = first_alarm(ms, hv)
+        blowup = next((i for i, x in enumerate(hv) if not math.isfinite(x) or x > 1e6), None)
+        print(f"{est:>10} {w:>14g} {warm:>8d} {err:>14.3f} {peak(hv):>12.3g} {peak(ms):>17.3g} {str(guard):>11} {str(blowup):>13} {time.perf_counter() - t:>9.1f}", flush=True)
 
 
 if __name__ == "__main__":
