@@ -92,6 +92,7 @@ def _train(losses: dict, frames: int = 32, steps: int = 1000) -> tuple[float, fl
     return tuple(float(np.mean([np.linalg.norm(hi - ref) / np.linalg.norm(ref) for hi in h])) for ref in (pmf, bare))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["autograd", "finite_difference"])
 def test_hvp_cov_fixes_the_curvature_force_matching_leaves_open(method):
     force_pmf, _ = _train({"force": {"weight": 1.0}})
