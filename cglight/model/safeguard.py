@@ -71,9 +71,10 @@ class RunawayGuard(Callback):
         if not self.enabled:
             return
         found = self._check(pl_module, trainer.callback_metrics)
-        if found is None:
+        # every process stops together (the training metrics are per process under DDP)
+        if not trainer.strategy.reduce_boolean_decision(found is not None, all=False):
             return
-        name, reason = found
+        name, reason = found or ("(another process)", "detected on another process")
         step = trainer.global_step
         path = Path(trainer.log_dir or trainer.default_root_dir) / f"runaway-step{step}.ckpt"
         trainer.save_checkpoint(path)

@@ -3,8 +3,8 @@
 for the slice map M). Force matching fits the 32 force vectors but leaves the model's Hessian far
 from ``P``; ``force + hvp_cov`` pulls it close; ``hvp`` alone converges to the bare ``BᵀKB``.
 
-``_train`` takes the loss config only; a priors-on variant adds its own parametrisation of the
-model (e.g. a harmonic prior plus the MLP) and reuses ``_errors``.
+``_train`` takes the loss config and a model factory; a priors-on variant passes a model made of
+a prior plus the MLP and keeps the same assertions.
 """
 
 from __future__ import annotations
@@ -67,14 +67,15 @@ class MLP(nn.Module):
         return torch.stack([out.hvp(eye[:, :, i].reshape(pos.shape)).flatten(1).detach() for i in range(9)], -1).double().numpy()
 
 
-def _train(losses: dict, frames: int = 32, steps: int = 1000) -> tuple[float, float]:
+def _train(losses: dict, frames: int = 32, steps: int = 1000, model_factory=MLP) -> tuple[float, float]:
     """Mean relative Frobenius error of the trained model's Hessian at 64 held-out points
-    against (the PMF Hessian, the bare BᵀKB)."""
+    against (the PMF Hessian, the bare BᵀKB). ``model_factory()`` builds the model (``output``
+    and ``hessians`` as :class:`MLP`); a priors-on variant passes a prior plus network."""
     torch.manual_seed(0)
     rng, k, m = _system()
     data = _samples(rng, k, m, frames)
     test = _samples(rng, k, m, 64)[keys.POS]
-    model = MLP()
+    model = model_factory()
     objective = Objective(losses)
     objective.calibrate([data])
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
