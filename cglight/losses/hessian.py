@@ -131,7 +131,9 @@ class HVPLoss(LossTerm):
         model_hv = self._model_hvp(output, v)
         return LossResult((model_hv - target).pow(2).mean(), self._diagnostics(batch, v, hv, target, model_hv.detach()))
 
-    def _diagnostics(self, batch: Mapping[str, Tensor], v: Tensor, hv: Tensor, target: Tensor, model_hv: Tensor) -> dict[str, Tensor]:
+    def _diagnostics(
+        self, batch: Mapping[str, Tensor], v: Tensor, hv: Tensor, target: Tensor, model_hv: Tensor
+    ) -> dict[str, Tensor]:
         """Logged parts (docs/hvp.md): ``target_sq`` and ``model_sq``, the mean squares of the
         target and of the model's HVP; ``noise_sq = target_sq − model_sq``, the loss left when
         the model equals the target's conditional mean (its irreducible noise); for ``hvp_cov``

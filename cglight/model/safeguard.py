@@ -36,9 +36,14 @@ class RunawayGuard(Callback):
         patience: consecutive steps a limit must be exceeded before stopping.
     """
 
-    def __init__(self, enabled: bool = True, max_loss: float = 100.0, max_curvature_ratio: float = 1.0, patience: int = 10) -> None:
+    def __init__(
+        self, enabled: bool = True, max_loss: float = 100.0, max_curvature_ratio: float = 1.0, patience: int = 10
+    ) -> None:
         if not (max_loss > 0 and max_curvature_ratio > 0 and patience >= 1):
-            raise ConfigError(f"runaway_guard: need max_loss > 0, max_curvature_ratio > 0, patience >= 1; got {max_loss}, {max_curvature_ratio}, {patience}")
+            raise ConfigError(
+                "runaway_guard: need max_loss > 0, max_curvature_ratio > 0, patience >= 1; "
+                f"got {max_loss}, {max_curvature_ratio}, {patience}"
+            )
         self.enabled, self.max_loss, self.max_curvature_ratio, self.patience = enabled, max_loss, max_curvature_ratio, patience
         self._streak: dict[str, int] = {}
 
