@@ -38,13 +38,14 @@ class HVPLoss(LossTerm):
 
     ``method`` picks how the model side ``∇²U_θ v`` is computed (docs/hvp.md):
     ``autograd`` (exact, double back-propagation per probe; training it needs third-order
-    autograd through the backbone) or ``finite_difference`` (``−(F_θ(R + εv) − F_θ(R))/ε`` for all
-    probes in one batched forward, ``fd_eps`` in Å; ``fd_central: true`` for
+    autograd through the backbone) or ``finite_difference`` (the default:
+    ``−(F_θ(R + εv) − F_θ(R))/ε`` reusing ``F_θ(R)``, ``fd_eps`` in Å; ``fd_central: true`` for
     ``−(F_θ(R + εv) − F_θ(R − εv))/2ε``; needs only second-order autograd, so it also trains
     backbones such as ``tensornet``). The default ``fd_eps`` (3e-4 Å one-sided, 1e-3 Å central)
     minimises the float32 error; ``fd_probes_per_call`` probes share one forward pass of the model
     (1 is fastest on a CPU, where the backbone's neighbour search grows faster than linearly with
-    the beads per call; try more on a GPU).
+    the beads per call; try more on a GPU). The defaults (finite differences, one probe per frame)
+    gave the lowest model-Hessian error per unit of training cost (benchmarks/hvp_probes.py).
     """
 
     needs_hvp = True
