@@ -8,8 +8,8 @@ runaway shows long before the loss turns into NaN: the mean square of the model'
 (``train/<name>/model_sq``) grows past that of the whole, noise-dominated target it is matched
 to (its calibrated scale), which a model near the PMF Hessian never does (measured ratio ~0.03).
 
-The guard checks, after every training step: any normalised term ``train/<name>`` non-finite
-(stop at once), above ``max_loss`` for ``patience`` steps in a row, or, for terms whose target
+The guard checks, after every training step: any term ``train/<name>`` non-finite (stop at
+once), a normalised one above ``max_loss`` for ``patience`` steps in a row, or, for terms whose target
 uses the model's forces, ``model_sq / scale`` above ``max_curvature_ratio`` for ``patience``
 steps. It then writes ``runaway-step<N>.ckpt`` next to the logs and raises
 :class:`~cglight.errors.TrainingDivergedError` (the CLI prints one line and exits with status 2).
@@ -57,7 +57,7 @@ class RunawayGuard(Callback):
             if not math.isfinite(value):
                 return name, f"its normalised loss is {value}"
             reasons = []
-            if value > self.max_loss:
+            if term.normalize and value > self.max_loss:  # unnormalised terms log physical units
                 reasons.append(f"its normalised loss {value:.3g} exceeds max_loss={self.max_loss:g}")
             model_sq = metrics.get(f"train/{name}/model_sq")
             if term.needs_fitted_forces and model_sq is not None and term.calibrated:
