@@ -37,3 +37,21 @@ def test_runaway_stops_with_checkpoint_naming_term_and_step(tmp_path):
 def test_guard_quiet_on_a_healthy_run(tmp_path):
     trainer = _fit(tmp_path, RunawayGuard(), steps=3)
     assert trainer.global_step == 3 and not list(tmp_path.glob("runaway-*.ckpt"))
+
+
+def test_guard_rules_per_term():
+    from types import SimpleNamespace
+
+    from cglight.losses import Objective
+
+    objective = Objective({"force": {"normalize": False}, "hvp_cov": {}})
+    objective.terms["hvp_cov"].scale.fill_(4.0)
+    module = SimpleNamespace(objective=objective)
+    guard = RunawayGuard(patience=2)
+    healthy = {"train/force": torch.tensor(5e3), "train/hvp_cov": torch.tensor(0.9), "train/hvp_cov/model_sq": torch.tensor(0.1)}
+    assert guard._check(module, healthy) is None and guard._check(module, healthy) is None  # raw force in physical units
+    assert guard._check(module, {**healthy, "train/force": torch.tensor(float("nan"))})[0] == "force"  # at once
+    feedback = {**healthy, "train/hvp_cov/model_sq": torch.tensor(8.0)}  # 2× the calibrated scale
+    assert guard._check(module, feedback) is None  # patience
+    name, reason = guard._check(module, feedback)
+    assert name == "hvp_cov" and "2× the target's calibrated second moment" in reason
