@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.1, 1.0, 10.0, 30.0])
     parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3])
+    parser.add_argument("--probes", type=int, default=4)
+    parser.add_argument("--method", default="autograd")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = ShardDataset(args.data)
@@ -70,7 +72,7 @@ def main() -> None:
         print(f"{lr:>7.0e} {0:>9g} {res['force']:>10.4f} {res['hvp_cov']:>12.4f} {res['floor']:>7.4f} {0:>16.3f}", flush=True)
         for w in args.weights:
             t = time.perf_counter()
-            model, res = run(data, train_idx, val, {"force": {"weight": 1.0}, "hvp_cov": {"weight": w, "probes": 4, "method": "autograd"}}, args.steps, lr)
+            model, res = run(data, train_idx, val, {"force": {"weight": 1.0}, "hvp_cov": {"weight": w, "probes": args.probes, "method": args.method}}, args.steps, lr)
             moved = float((model.hvp(val[keys.POS], val[keys.BEAD_TYPES][0], v) - ref).norm() / ref.norm())
             print(f"{lr:>7.0e} {w:>9g} {res['force']:>10.4f} {res['hvp_cov']:>12.4f} {res['floor']:>7.4f} {moved:>16.3f} {time.perf_counter() - t:>9.1f}", flush=True)
 
