@@ -183,7 +183,7 @@ class CovarianceHVPLoss(HVPLoss):
         model:
           losses:
             force: {weight: 1.0}
-            hvp_cov: {weight: 10.0, probes: 4}
+            hvp_cov: {weight: 3.0}
     """
 
     required_keys = (keys.FORCES, keys.BETA)
