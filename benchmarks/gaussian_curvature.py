@@ -49,16 +49,28 @@ def samples(rng, k, m, b, n):
     }
 
 
+def hessian_error(model: "MLPPotential", test: torch.Tensor, pmf: np.ndarray) -> float:
+    """Mean relative Frobenius error of the model Hessian against ``pmf`` over ``test`` points."""
+    h = model.hessians(test).double().numpy()
+    return float(np.mean([np.linalg.norm(hi - pmf) / np.linalg.norm(pmf) for hi in h]))
+
+
 class MLPPotential(nn.Module):
     def __init__(self, width: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(9, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
 
+    def forces(self, pos: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            pos = pos.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.net(pos.flatten(1)).sum(), pos, create_graph=True)
+        return -g
+
     def output(self, pos: torch.Tensor, create_graph: bool = True) -> ModelOutput:
         pos = pos.detach().requires_grad_(True)
         energy = self.net(pos.flatten(1)).squeeze(-1)
         (g,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        return ModelOutput(energy, -g, pos, create_graph)
+        return ModelOutput(energy, -g, pos, create_graph, force_fn=self.forces)
 
     def hessians(self, pos: torch.Tensor) -> torch.Tensor:
         out = self.output(pos, create_graph=False)
@@ -70,25 +82,33 @@ class MLPPotential(nn.Module):
         return torch.stack(cols, -1)
 
 
-def train(losses: dict, data: dict, steps: int, seed: int = 0, batch: int = 64) -> MLPPotential:
+def train(losses: dict, data: dict, steps: int, seed: int = 0, batch: int = 64, lr: float = 2e-3,
+          history: list | None = None, width: int = 64) -> MLPPotential:
+    """Train an MLP potential; ``history`` (if given) receives every step's logged values."""
     torch.manual_seed(seed)
-    model = MLPPotential()
+    model = MLPPotential(width)
     objective = Objective(losses)
     objective.calibrate([data])
     n = len(data[keys.POS])
-    epochs = max(steps // max(n // batch, 1), 1)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=2e-5)
+    per_epoch = max(n // batch, 1)
+    epochs = max(steps // per_epoch, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * per_epoch, eta_min=lr / 100)
     g = torch.Generator().manual_seed(seed)
+    step = 0
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
-        for s in range(0, n - batch + 1, batch):
+        for s in range(0, max(n - batch, 0) + 1, batch):
             b = {k: v[perm[s : s + batch]] for k, v in data.items()}
-            loss, _ = objective(b, model.output(b[keys.POS]))
+            objective.set_step(step)
+            loss, logs = objective(b, model.output(b[keys.POS]))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
+            if history is not None:
+                history.append({k: float(v) for k, v in logs.items()})
     return model
 
 

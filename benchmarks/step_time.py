@@ -18,8 +18,10 @@ from cglight.model import BackboneConfig, CGPotential
 
 CONFIGS = {
     "force": {"force": {"weight": 1.0}},
-    "force + hvp_cov (1 probe)": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 1}},
-    "force + hvp_cov (4 probes)": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 4}},
+    "force + hvp_cov (1 probe, exact)": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 10.0, "probes": 1, "method": "autograd"}},
+    "force + hvp_cov (4 probes, exact)": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 10.0, "probes": 4, "method": "autograd"}},
+    "force + hvp_cov (1 probe, FD)": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 10.0, "probes": 1, "method": "finite_difference"}},
+    "force + hvp_cov (4 probes, FD)": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 10.0, "probes": 4, "method": "finite_difference"}},
 }
 
 
@@ -50,11 +52,11 @@ def main() -> None:
     torch.set_num_threads(1)
     batch = ShardDataset(args.data).__getitems__(list(range(args.batch)))
     base = None
-    print(f"{'losses':<30} {'median step (ms)':>17} {'× force':>8}")
+    print(f"{'losses':<36} {'median step (ms)':>17} {'× force':>8}")
     for name, losses in CONFIGS.items():
         med = statistics.median(step_times(losses, batch, args.repeats)) * 1e3
         base = base or med
-        print(f"{name:<30} {med:>17.1f} {med / base:>8.2f}")
+        print(f"{name:<36} {med:>17.1f} {med / base:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -143,12 +143,14 @@ def _lightning_main(argv: list[str]) -> None:
     from cglight.model.loss_curves import LossCurves
     from cglight.model.potential import CGPotential
     from cglight.model.random_state import RandomState
+    from cglight.model.safeguard import RunawayGuard
     from cglight.model.simulation_check import SimulationValidation
 
     class CGLightCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(LossCurves, "loss_curves")
             parser.add_lightning_class_args(RandomState, "random_state")
+            parser.add_lightning_class_args(RunawayGuard, "runaway_guard")
             parser.add_lightning_class_args(SimulationValidation, "simulation_check")
             parser.link_arguments("data.path", "simulation_check.reference")
 

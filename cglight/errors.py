@@ -17,3 +17,7 @@ class DatasetError(CGLightError):
 
 class PluginError(CGLightError, LookupError):
     """A loss plugin is unknown, fails to import, or is misconfigured."""
+
+
+class TrainingDivergedError(CGLightError):
+    """Training ran away (a loss term non-finite or exploding); the message names the term and step."""

@@ -51,7 +51,7 @@ def test_smoke_fit_through_the_cli_then_load_checkpoint(tiny_dataset, tmp_path):
     from cglight import CGPotential, ShardDataset
 
     model = CGPotential.load_from_checkpoint(ckpt).eval()
-    assert model.hparams.losses == {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 4}}
+    assert model.hparams.losses == {"force": {"weight": 1.0}, "hvp_cov": {"weight": 3.0, "probes": 1, "method": "finite_difference"}}
     assert model.objective.calibrated and model.fitted_to_data
     assert set(model.core.priors) == {"bonds", "angles", "dihedrals", "repulsion"}  # the quickstart's priors
     batch = ShardDataset(tiny_dataset).__getitems__([0, 1])
@@ -95,7 +95,7 @@ def test_bad_loss_option_names_the_loss(tiny_dataset, tmp_path, capsys, monkeypa
     code = main(["fit", "--config", QUICKSTART, "--data.path", str(tiny_dataset), "--data.build", "null",
                  "--model.losses", "{hvp_cov: {weight: 0.1, probe: 4}}"])
     assert code == 2
-    assert "loss 'hvp_cov' has no option(s) ['probe']; allowed: weight, probes, probe_kind, normalize" in capsys.readouterr().err
+    assert "loss 'hvp_cov' has no option(s) ['probe']; allowed: weight, warmup_steps, ramp_steps, probes, probe_kind, method, fd_eps, fd_central, fd_probes_per_call, estimator, normalize" in capsys.readouterr().err
 
 
 def test_dataset_without_manifest(tmp_path, capsys, monkeypatch):

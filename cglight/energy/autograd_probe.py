@@ -115,6 +115,6 @@ def check_autograd_order(backbone: nn.Module, order: int, losses: str, name: str
     if reason is not None:
         raise ConfigError(
             f"model.backbone '{name}' cannot train {losses}, which need autograd to order {order}: the start-up probe "
-            f"found {reason}. Use a backbone that passes (graph-network does), or losses of lower order "
-            "(e.g. 'force' alone)."
+            f"found {reason}. Set 'method: finite_difference' on the Hessian-vector losses (order 2), use a "
+            "backbone that passes (graph-network does), or losses of lower order (e.g. 'force' alone)."
         )

@@ -1,9 +1,14 @@
 """The training objective: loss terms looked up by name and combined by config weights.
 
-``total = Σ_t w_t · L_t / s_t`` where ``s_t`` is the term's target second moment (estimated
-once from training data by :meth:`Objective.calibrate`) for normalised terms and 1 otherwise.
-Each term is logged on its own: ``<stage>/<name>`` (normalised, dimensionless: 1.0 is as bad
-as predicting zero) and ``<stage>/<name>_raw`` (physical units, squared).
+``total = Σ_t w_t(step) · L_t / s_t`` where ``s_t`` is the term's target second moment
+(estimated once from training data by :meth:`Objective.calibrate`) for normalised terms and 1
+otherwise. Each term is logged on its own: ``<stage>/<name>`` (normalised, dimensionless: 1.0 is
+as bad as predicting zero) and ``<stage>/<name>_raw`` (physical units, squared).
+
+Weight schedule: besides ``weight``, every term takes ``warmup_steps`` (the term is off, weight 0,
+for that many optimiser steps) and ``ramp_steps`` (then its weight rises linearly to ``weight``
+over that many steps). The trainer reports the step through :meth:`Objective.set_step`;
+evaluation (validation/test) always uses the full weights, so validation losses stay comparable.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Objective(nn.Module):
         self.names: list[str] = []
         self.terms = nn.ModuleDict()
         weights = []
+        self.schedule: dict[str, tuple[int, int]] = {}
         for name, options in config.items():
             options = dict(options or {})
             if not isinstance(name, str):
@@ -43,11 +49,20 @@ class Objective(nn.Module):
             weight = options.pop("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
                 raise ConfigError(f"model.losses.{name}.weight must be a finite number >= 0, got {weight!r}")
+            schedule = []
+            for key in ("warmup_steps", "ramp_steps"):
+                value = options.pop(key, 0)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"model.losses.{name}.{key} must be an integer >= 0 (optimiser steps), got {value!r}")
+                schedule.append(value)
             self.terms[_key(name)] = build_loss(name, options)
             self.names.append(name)
             weights.append(float(weight))
+            self.schedule[name] = (schedule[0], schedule[1])
         self.register_buffer("weights", torch.tensor(weights))
         self.step = 0
+        self.scheduled = False
+        """True while training: the weight schedule applies (:meth:`set_step` turns it on)."""
         terms = dict(zip(self.names, weights, strict=True))
         needy = [n for n, t in self.items() if t.needs_fitted_forces and terms[n] > 0]
         if needy and not any(t.fits_forces and terms[n] > 0 for n, t in self.items()):
@@ -74,6 +89,16 @@ class Objective(nn.Module):
     def set_step(self, step: int) -> None:
         """Tell the objective the optimiser step about to be taken (for weight schedules)."""
         self.step = int(step)
+        self.scheduled = True
+
+    def weight_factor(self, name: str) -> float:
+        """The schedule's factor in [0, 1] on term ``name``'s weight at the current step."""
+        warmup, ramp = self.schedule[name]
+        if not self.training or not self.scheduled or self.step >= warmup + ramp:
+            return 1.0
+        if self.step < warmup:
+            return 0.0
+        return (self.step - warmup + 1) / (ramp + 1)
 
     @property
     def calibrated(self) -> bool:
@@ -117,12 +142,17 @@ class Objective(nn.Module):
         total = output.energy.new_zeros(())
         logs: dict[str, Tensor] = {}
         for i, (name, term) in enumerate(self.items()):
+            factor = self.weight_factor(name)
+            if factor == 0:  # warming up: the term is neither computed nor logged
+                continue
             result = term(batch, output)
             raw = result.loss
             if term.normalize and not term.calibrated:
                 raise RuntimeError(f"loss '{name}' is not calibrated; call Objective.calibrate first")
             value = raw / term.scale.to(raw.dtype) if term.normalize else raw
-            total = total + self.weights[i].to(raw.dtype) * value
+            total = total + factor * self.weights[i].to(raw.dtype) * value
+            if self.schedule[name] != (0, 0):
+                logs[f"{name}/weight"] = self.weights[i].detach() * factor
             logs[name] = value.detach()
             logs[f"{name}_raw"] = raw.detach()
             for part, v in result.parts.items():

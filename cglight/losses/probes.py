@@ -13,7 +13,8 @@ def draw_probes(shape: tuple[int, ...], kind: str, like: Tensor, generator: torc
     if kind == "rademacher":
         v = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype) * 2 - 1
     elif kind == "gaussian":
-        v = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+        # drawn in float64 and rounded, so that a seed gives the same probes in every precision
+        v = torch.randn(shape, generator=generator, device=like.device, dtype=torch.float64).to(like.dtype)
     else:
         raise ValueError(f"unknown probe kind {kind!r}; available: {', '.join(PROBE_KINDS)}")
     return v

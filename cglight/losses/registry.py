@@ -20,6 +20,8 @@ from cglight.errors import PluginError
 from cglight.losses.base import LossTerm
 
 GROUP = "cglight.losses"
+OBJECTIVE_KEYS = ("weight", "warmup_steps", "ramp_steps")
+"""Per-term config keys the objective takes for itself (no loss may use them as arguments)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def build_loss(name: str, options: dict[str, Any]) -> LossTerm:
     params = {p.name: p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]}
     unknown = sorted(set(options) - set(params))
     if unknown:
-        allowed = ", ".join(["weight", *params]) or "weight"
+        allowed = ", ".join([*OBJECTIVE_KEYS, *params])
         raise PluginError(f"loss '{name}' has no option(s) {unknown}; allowed: {allowed}")
     try:
         return cls(**options)

@@ -25,3 +25,11 @@ def covariance_correction(forces: Tensor, model_forces: Tensor, v: Tensor, beta:
 def covariance_corrected_hvp(hv: Tensor, forces: Tensor, model_forces: Tensor, v: Tensor, beta: Tensor) -> Tensor:
     """``(BᵀHB) v − β[(f·v) f − (F_θ·v) F_θ]``: the target of the ``hvp_cov`` loss, given ``hv = (BᵀHB) v``."""
     return hv - covariance_correction(forces, model_forces, v, beta)
+
+
+def centered_covariance_correction(forces: Tensor, model_forces: Tensor, v: Tensor, beta: Tensor) -> Tensor:
+    """``β ((f − F_θ)·v) (f − F_θ)`` with ``F_θ`` detached: the covariance of the mapped force about
+    the model's mean force. Its conditional mean differs from that of :func:`covariance_correction`
+    only by ``β (F̄ − F_θ)(F̄ − F_θ)ᵀ v``, second order in the model's force error."""
+    d = forces - model_forces.detach()
+    return beta[:, None] * (d * v).sum(-1, keepdim=True) * d

@@ -211,6 +211,7 @@ class CGPotential(L.LightningModule):
         return total if train else total.detach()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self.objective.set_step(self.global_step)
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -21,11 +21,10 @@ class TestHVP(LossPluginTests):
 
     @pytest.fixture
     def loss(self):
-        return HVPLoss(probes=3)
+        return HVPLoss(probes=3, method="autograd")
 
 
 class TestHVPGaussianProbes(LossPluginTests):
-    same_random_numbers_in_float32 = False  # torch.randn differs between float32 and float64
     @pytest.fixture
     def loss(self):
         return HVPLoss(probes=2, probe_kind="gaussian")
@@ -37,7 +36,29 @@ class TestHVPCov(LossPluginTests):
 
     @pytest.fixture
     def loss(self):
-        return CovarianceHVPLoss(probes=3)
+        return CovarianceHVPLoss(probes=3, method="autograd")
+
+
+class TestHVPCovUncentered(LossPluginTests):
+    target_depends_on_model = True
+
+    @pytest.fixture
+    def loss(self):
+        return CovarianceHVPLoss(probes=2, estimator="uncentered")
+
+
+class TestHVPCovFiniteDifference(LossPluginTests):
+    target_depends_on_model = True
+
+    @pytest.fixture
+    def loss(self):
+        return CovarianceHVPLoss(probes=2, method="finite_difference")
+
+
+class TestHVPFiniteDifferenceCentral(LossPluginTests):
+    @pytest.fixture
+    def loss(self):
+        return HVPLoss(probes=2, method="finite_difference", fd_central=True)
 
 
 def test_stored_probes_give_the_same_loss_as_the_full_hessian():
@@ -55,17 +76,19 @@ def test_stored_probes_give_the_same_loss_as_the_full_hessian():
     stored = {k: v for k, v in batch.items() if k != keys.HESSIAN}
     stored[keys.PROBES] = probes
     stored[keys.HVP] = torch.einsum("bij,bkj->bki", batch[keys.HESSIAN], probes)
-    for cls in (HVPLoss, CovarianceHVPLoss):
-        loss = cls(probes=7)  # ignored: the stored probes are used
-        value = loss(stored, out).loss
+    exact = {"probes": 7, "method": "autograd"}
+    for loss in (HVPLoss(**exact), CovarianceHVPLoss(**exact, estimator="uncentered"), CovarianceHVPLoss(**exact)):
+        value = loss(stored, out).loss  # probes=7 is ignored: the stored probes are used
         expected = []
         for k in range(2):
             v = probes[:, k]
             target = stored[keys.HVP][:, k]
-            if cls is CovarianceHVPLoss:
-                f, m = batch[keys.FORCES].flatten(1), out.forces.detach().flatten(1)
-                beta = batch[keys.BETA][:, None]
+            f, m = batch[keys.FORCES].flatten(1), out.forces.detach().flatten(1)
+            beta = batch[keys.BETA][:, None]
+            if isinstance(loss, CovarianceHVPLoss) and loss.estimator == "uncentered":
                 target = target - beta * ((f * v).sum(1, keepdim=True) * f - (m * v).sum(1, keepdim=True) * m)
+            elif isinstance(loss, CovarianceHVPLoss):  # centered: β ((f − F_θ)·v)(f − F_θ)
+                target = target - beta * ((f - m) * v).sum(1, keepdim=True) * (f - m)
             model_hv = out.hvp(v.reshape(3, 5, 3)).flatten(1)
             expected.append((model_hv - target).pow(2).mean())
         assert torch.allclose(value, torch.stack(expected).mean(), rtol=1e-12)

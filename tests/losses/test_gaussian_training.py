@@ -28,7 +28,7 @@ class Quadratic(nn.Module):
         r = r.detach().requires_grad_(True)
         energy = 0.5 * torch.einsum("bi,ij,bj->b", r, self.hessian(), r)
         (g,) = torch.autograd.grad(energy.sum(), r, create_graph=True)
-        return ModelOutput(energy, -g, r, create_graph=True)
+        return ModelOutput(energy, -g, r, create_graph=True, force_fn=lambda p: -p @ self.hessian())
 
 
 def _system():

@@ -58,3 +58,30 @@ def test_uncalibrated_and_empty():
 def test_hvp_cov_without_force_term_warns():
     with pytest.warns(UserWarning, match=r"\['hvp_cov'\] use the model's own forces"):
         Objective({"hvp_cov": {"weight": 1.0}})
+
+
+def test_weight_schedule_warmup_then_linear_ramp_training_only():
+    batch = synthetic_batch()
+    potential = PairPotential(5)
+    objective = Objective({"force": {"weight": 1.0}, "hvp": {"weight": 2.0, "warmup_steps": 2, "ramp_steps": 3, "normalize": False}}).double()
+    objective.calibrate([batch])
+    force_only = (potential.output(batch[keys.POS]).forces - batch[keys.FORCES]).pow(2).mean() / objective.terms["force"].scale
+    factors = []
+    for step in range(7):
+        objective.set_step(step)
+        torch.manual_seed(0)
+        total, logs = objective(batch, potential.output(batch[keys.POS]))
+        if step < 2:
+            assert "hvp" not in logs  # warming up: not computed
+            assert float(total) == pytest.approx(float(force_only))
+            factors.append(0.0)
+        else:
+            factors.append(float(logs["hvp/weight"]) / 2.0)
+            assert float(total) == pytest.approx(float(force_only + logs["hvp/weight"] * logs["hvp"]))
+    assert factors == pytest.approx([0, 0, 0.25, 0.5, 0.75, 1.0, 1.0])
+    objective.eval()  # evaluation: full weights whatever the step
+    objective.set_step(0)
+    _, logs = objective(batch, potential.output(batch[keys.POS]))
+    assert float(logs["hvp/weight"]) == 2.0
+    with pytest.raises(ConfigError, match="hvp.warmup_steps must be an integer >= 0"):
+        Objective({"hvp": {"warmup_steps": -1}})

@@ -64,7 +64,7 @@ def test_dotted_path_and_unknown_name():
 
 def test_build_loss_checks_options():
     assert registry.build_loss("hvp_cov", {"probes": 2}).probes == 2
-    with pytest.raises(PluginError, match=r"no option\(s\) \['probs'\]; allowed: weight, probes, probe_kind, normalize"):
+    with pytest.raises(PluginError, match=r"no option\(s\) \['probs'\]; allowed: weight, warmup_steps, ramp_steps, probes, probe_kind, method, fd_eps, fd_central, fd_probes_per_call, estimator, normalize"):
         registry.build_loss("hvp_cov", {"probs": 2})
     with pytest.raises(Exception, match="probes must be >= 1"):
         registry.build_loss("hvp_cov", {"probes": 0})

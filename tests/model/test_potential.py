@@ -91,9 +91,10 @@ def test_parameter_gradient_of_hvp_loss_is_third_order_exact():
 
 
 @pytest.mark.slow  # compiles TensorNet's float64 Warp kernels on first use (~15 s), fast afterwards
-def test_tensornet_with_hvp_loss_is_refused_by_the_probe():
-    with pytest.raises(ConfigError, match="tensornet.*hvp_cov.*order 3.*autograd failed"):
-        CGPotential(backbone=BackboneConfig(name="tensornet", embedding_dimension=8, num_layers=1), losses={"force": {}, "hvp_cov": {"weight": 0.1}})
+def test_tensornet_with_exact_hvp_loss_is_refused_by_the_probe():
+    with pytest.raises(ConfigError, match="tensornet.*hvp_cov.*order 3.*autograd failed.*finite_difference"):
+        CGPotential(backbone=BackboneConfig(name="tensornet", embedding_dimension=8, num_layers=1),
+                    losses={"force": {}, "hvp_cov": {"weight": 0.1, "method": "autograd"}})
 
 
 def test_tensornet_with_force_alone_is_allowed():
