@@ -97,7 +97,7 @@ def test_probe_refuses_equivariant_transformer_for_exact_hvp():
     assert autograd_order_error(net, 2) is None
     assert "third order: autograd gives" in autograd_order_error(net, 3)
     with pytest.raises(ConfigError, match=r"equivariant-transformer' cannot train losses \['hvp'\].*order 3"):
-        CGPotential(backbone=_config("equivariant-transformer"), losses={"force": {}, "hvp": {"weight": 0.1}})
+        CGPotential(backbone=_config("equivariant-transformer"), losses={"force": {}, "hvp": {"weight": 0.1, "method": "autograd"}})
     CGPotential(backbone=_config("equivariant-transformer"), losses={"force": {}})
 
 

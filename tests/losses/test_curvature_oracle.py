@@ -33,13 +33,16 @@ def _system():
     return rng, k, m
 
 
-def _samples(rng, k, m, n):
-    x = rng.multivariate_normal(np.zeros(18), np.linalg.inv(k) / BETA, size=n)
+def _samples(rng, k, m, n, centre=None):
+    """Exact samples of ``u = ½ (x − c)ᵀK(x − c)`` (``c`` = 0 unless given: a shift leaves forces and
+    Hessians unchanged)."""
+    x = rng.multivariate_normal(np.zeros(18) if centre is None else centre, np.linalg.inv(k) / BETA, size=n)
+    d = x if centre is None else x - centre
     b = m.T  # slice map: mapped force = the kept atoms' forces
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
     return {
         keys.POS: t((x @ m.T).reshape(n, 3, 3)),
-        keys.FORCES: t((-(x @ k) @ b).reshape(n, 3, 3)),
+        keys.FORCES: t((-(d @ k) @ b).reshape(n, 3, 3)),
         keys.HESSIAN: t(b.T @ k @ b).expand(n, 9, 9).contiguous(),
         keys.BETA: torch.full((n,), BETA),
     }
@@ -67,14 +70,14 @@ class MLP(nn.Module):
         return torch.stack([out.hvp(eye[:, :, i].reshape(pos.shape)).flatten(1).detach() for i in range(9)], -1).double().numpy()
 
 
-def _train(losses: dict, frames: int = 32, steps: int = 1000, model_factory=MLP) -> tuple[float, float]:
+def _train(losses: dict, frames: int = 32, steps: int = 1000, model_factory=MLP, centre=None) -> tuple[float, float]:
     """Mean relative Frobenius error of the trained model's Hessian at 64 held-out points
     against (the PMF Hessian, the bare BᵀKB). ``model_factory()`` builds the model (``output``
     and ``hessians`` as :class:`MLP`); a priors-on variant passes a prior plus network."""
     torch.manual_seed(0)
     rng, k, m = _system()
-    data = _samples(rng, k, m, frames)
-    test = _samples(rng, k, m, 64)[keys.POS]
+    data = _samples(rng, k, m, frames, centre)
+    test = _samples(rng, k, m, 64, centre)[keys.POS]
     model = model_factory()
     objective = Objective(losses)
     objective.calibrate([data])
@@ -105,3 +108,57 @@ def test_hvp_cov_fixes_the_curvature_force_matching_leaves_open(method):
 def test_hvp_alone_learns_the_bare_curvature():
     hvp_pmf, hvp_bare = _train({"hvp": {"weight": 1.0, "probes": 4}})
     assert hvp_bare < 0.15 and hvp_pmf > 0.5  # measured: 0.08 and 1.08
+
+
+class MLPBackbone(nn.Module):
+    """The MLP behind cglight's backbone interface (3 beads per frame), for the priors-on variant."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.net = MLP(width).net
+
+    def forward(self, z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+        return self.net(pos.reshape(n_graphs, 9)).squeeze(-1)
+
+
+class PriorsPlusMLP(nn.Module):
+    """cglight's energy core: bond and angle priors fitted by Boltzmann inversion on the training
+    frames, plus the MLP; the losses apply to the total energy."""
+
+    def __init__(self, frames: torch.Tensor) -> None:
+        super().__init__()
+        from types import SimpleNamespace
+
+        from cglight.energy import CGEnergy
+
+        self.core = CGEnergy({"name": f"{__name__}.MLPBackbone"}, {"bonds": {}, "angles": {}})
+        self.types = torch.ones(3, dtype=torch.long)
+        system = SimpleNamespace(temperature=300.0, bead_types=[1, 1, 1], bonds=[[0, 1], [1, 2]])
+        self.core.fit_priors([(frames, self.types)], {"gaussian": system})
+
+    def output(self, pos: torch.Tensor, create_graph: bool = True) -> ModelOutput:
+        return self.core.evaluate(pos, self.types, create_graph)
+
+    def hessians(self, pos: torch.Tensor) -> np.ndarray:
+        eye = torch.eye(9).expand(len(pos), 9, 9)
+        return torch.stack([self.core.hvp(pos, self.types, eye[:, :, i].reshape(pos.shape)).flatten(1) for i in range(9)], -1).double().numpy()
+
+
+# a bent chain: atoms 1.9 Å apart, kept atoms 0, 2, 4 form an angle of 120°, so that bond and
+# angle priors are well defined (the shift changes neither forces nor Hessians)
+_CHAIN = np.array([[0.0, 0.0, 0.0], [1.9, 0.0, 0.0], [3.8, 0.0, 0.0], [4.75, 1.645, 0.0], [5.7, 3.291, 0.0], [6.65, 4.936, 0.0]]).ravel()
+
+
+@pytest.mark.slow
+def test_hvp_cov_fixes_the_curvature_with_priors_on_too():
+    rng, k, m = _system()
+    frames = _samples(rng, k, m, 32, _CHAIN)[keys.POS]  # the same training frames _train draws (same seed)
+
+    def factory():
+        return PriorsPlusMLP(frames)
+
+    force_pmf, _ = _train({"force": {"weight": 1.0}}, model_factory=factory, centre=_CHAIN)
+    cov_pmf, _ = _train({"force": {"weight": 1.0}, "hvp_cov": {"weight": 10.0, "probes": 4}}, model_factory=factory, centre=_CHAIN)
+    print(f"priors on: force {force_pmf:.3f}, force + hvp_cov {cov_pmf:.3f}")
+    assert force_pmf > 0.4
+    assert cov_pmf < 0.5 * force_pmf and cov_pmf < 0.35

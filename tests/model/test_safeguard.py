@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
@@ -19,6 +21,8 @@ def _fit(tmp_path, guard: RunawayGuard, steps: int = 4):
         backbone=BackboneConfig(embedding_dimension=8, num_layers=1, num_rbf=8, cutoff_upper=5.0, max_z=8),
         losses={"force": {"weight": 1.0}, "hvp_cov": {"weight": 1.0, "probes": 1}},
     )
+    system = SimpleNamespace(temperature=300.0, bead_types=batch["bead_types"][0].tolist(), bonds=[[i, i + 1] for i in range(4)])
+    model.fit_to_data([batch], {"synthetic": system})  # the explicit hand-over (a plain DataLoader has none)
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[guard], inference_mode=False)
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch] * steps, batch_size=None))
