@@ -167,14 +167,15 @@ class CGDataModule(L.LightningDataModule):
         return self.manifest.systems
 
     def calibration_batches(self, frames: int) -> Iterator[dict[str, Tensor]]:
-        """Batches of the first ``frames`` training frames in trajectory order: the same on every rank."""
-        left, chosen = max(frames, 1), []
-        for s in self._split().train:
-            if left <= 0:
-                break
-            take = min(s.frames, left)
+        """Batches of about ``frames`` training frames, the same on every rank: every training segment
+        (each system, replica and shard) gives its first frames, in proportion to its size, so that
+        every system and trajectory is represented."""
+        segments = self._split().train
+        total = sum(s.frames for s in segments)
+        chosen = []
+        for s in segments:
+            take = min(s.frames, max(1, round(max(frames, 1) * s.frames / total)))
             chosen.append(Segment(s.system, s.shard, s.start, s.start + take))
-            left -= take
         stream = self._stream(chosen, shuffle=False)
         stream.configure(rank=0, world=1, epoch=0)
         yield from stream.batches()

@@ -6,8 +6,8 @@ nothing else a simulator would need: ``energy``/``forces``/``hvp``/``evaluate`` 
 **The hand-over from data to model** is one public call, :meth:`CGPotential.fit_to_data`, made once
 before the first step: it records the systems' topologies, fits the priors and calibrates the loss
 normalisation, on training frames only. ``on_fit_start`` makes it automatically when the trainer's
-DataModule has ``calibration_batches(frames)`` (the first ``frames`` training frames, the same on
-every rank) and ``systems`` (name → temperature, bead types, bonds), as ``CGDataModule`` does;
+DataModule has ``calibration_batches(frames)`` (about ``frames`` training frames from every system and
+trajectory, the same on every rank) and ``systems`` (name → temperature, bead types, bonds), as ``CGDataModule`` does;
 with another DataModule call it yourself before ``trainer.fit``. A checkpoint that is already
 fitted and calibrated (resuming) is never refitted.
 """
@@ -55,7 +55,7 @@ class CGPotential(L.LightningModule):
         lr: peak learning rate of AdamW.
         lr_min_ratio: the learning rate decays by a cosine to ``lr * lr_min_ratio`` at the end.
         weight_decay: AdamW weight decay.
-        calibration_frames: the first training frames used once, before training, to fit the
+        calibration_frames: training frames (spread over every system and trajectory) used once, before training, to fit the
             priors and to estimate each loss term's normalisation (its target's second moment).
     """
 
