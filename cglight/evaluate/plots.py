@@ -13,7 +13,7 @@ def _figure(width: float, height: float, ncols: int, nrows: int = 1):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
@@ -39,7 +39,6 @@ def free_energy_1d(path: Path, ref: np.ndarray, model: np.ndarray, kt: float, la
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
 
@@ -83,6 +82,5 @@ def distributions(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray]]) 
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
