@@ -1,9 +1,31 @@
-"""cglight: coarse-grained potentials by force matching plus Hessian matching."""
+"""cglight: coarse-grained potentials by force matching plus Hessian matching.
+
+The top-level names are imported on first use, so that ``import cglight.energy`` (a simulator
+loading a model) does not import Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from cglight.data import CGDataModule, ShardDataset  # noqa: E402
-from cglight.losses import LossResult, LossTerm, ModelOutput  # noqa: E402
-from cglight.model import BackboneConfig, CGPotential  # noqa: E402
+_EXPORTS = {
+    "BackboneConfig": "cglight.energy",
+    "CGEnergy": "cglight.energy",
+    "PriorsConfig": "cglight.energy",
+    "ModelOutput": "cglight.energy",
+    "CGDataModule": "cglight.data",
+    "ShardDataset": "cglight.data",
+    "LossResult": "cglight.losses",
+    "LossTerm": "cglight.losses",
+    "CGPotential": "cglight.model",
+}
 
-__all__ = ["BackboneConfig", "CGDataModule", "CGPotential", "LossResult", "LossTerm", "ModelOutput", "ShardDataset", "__version__"]
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cglight' has no attribute {name!r}")

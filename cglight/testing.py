@@ -1,4 +1,7 @@
-"""Conformance tests for loss plugins, reusable from a plugin's own test suite.
+"""Conformance tests for loss plugins and backbones, reusable from a plugin's own test suite.
+
+Two suites: ``LossPluginTests`` (loss plugins) and ``BackboneTests`` (backbones), plus the
+assertions ``assert_grad_matches_fd`` and ``assert_hvp_matches_fd``.
 
 Usage in a plugin repository (pytest)::
 
@@ -81,6 +84,9 @@ class LossPluginTests:
 
     entry_point: str | None = None
     target_depends_on_model: bool = False
+    same_random_numbers_in_float32: bool = True
+    """False when the loss draws random numbers whose values depend on the dtype (``torch.randn``
+    in float32 and float64 differ for one seed): the float32 comparison is then skipped."""
 
     @pytest.fixture
     def loss(self) -> LossTerm:
@@ -157,3 +163,133 @@ class LossPluginTests:
         from cglight.losses.registry import get_loss_class
 
         assert get_loss_class(self.entry_point) is type(loss)
+
+    def test_float32_matches_float64(self, loss, batch, potential):
+        """The loss in float32 (model, batch and loss alike) within ``FLOAT32_TOLERANCE["loss"]`` of float64."""
+        if not self.same_random_numbers_in_float32:
+            pytest.skip("the loss draws different random numbers in float32 and float64")
+        values = {}
+        for dtype in (torch.float64, torch.float32):
+            cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
+            values[dtype] = self._value(copy.deepcopy(loss).to(dtype), cast, copy.deepcopy(potential).to(dtype)).loss.item()
+        err = abs(values[torch.float32] - values[torch.float64]) / max(abs(values[torch.float64]), 1e-30)
+        assert err <= FLOAT32_TOLERANCE["loss"], f"float32 loss differs from float64 by {err:.2e} (relative)"
+
+
+# ---------------------------------------------------------------- derivative assertions
+def assert_grad_matches_fd(fn, x: Tensor, direction: Tensor | None = None, eps: float = 1e-6, rtol: float = 1e-6) -> None:
+    """``∇fn(x) · d`` by autograd equals the central difference ``(fn(x + εd) − fn(x − εd)) / 2ε``.
+
+    ``fn`` maps a float64 tensor shaped like ``x`` to a scalar; ``d`` is random unless given.
+    """
+    d = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(101)) if direction is None else direction
+    p = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(fn(p), p)
+    exact = (g * d).sum().item()
+    with torch.no_grad():
+        fd = (fn(x + eps * d).item() - fn(x - eps * d).item()) / (2 * eps)
+    assert abs(exact - fd) <= rtol * max(abs(fd), abs(exact)) + 1e-12, f"gradient {exact!r} != finite difference {fd!r}"
+
+
+def assert_hvp_matches_fd(fn, x: Tensor, v: Tensor | None = None, eps: float = 1e-5, rtol: float = 1e-6) -> None:
+    """``∇²fn(x) v`` by double back-propagation equals ``(∇fn(x + εv) − ∇fn(x − εv)) / 2ε`` (every component)."""
+    v = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(102)) if v is None else v
+
+    def grad(p: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
+        p = p.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(p), p, create_graph=create_graph)
+        return p, g
+
+    p, g = grad(x, True)
+    assert g.requires_grad, "HVP differs from a finite difference: the gradient has no graph (no double backward)"
+    (hv,) = torch.autograd.grad(g, p, grad_outputs=v)
+    fd = (grad(x + eps * v, False)[1] - grad(x - eps * v, False)[1]) / (2 * eps)
+    scale = float(fd.abs().max())
+    assert scale > 0, "the Hessian-vector product is zero: nothing was checked"
+    err = float((hv - fd).abs().max())
+    assert err <= rtol * scale, f"HVP differs from a finite difference of gradients by {err:.3g} (scale {scale:.3g})"
+
+
+FLOAT32_TOLERANCE = {"energy": 1e-5, "forces": 1e-4, "hvp": 1e-3, "loss": 1e-3}
+"""Largest difference between a float32 and a float64 evaluation of the same backbone, relative to
+the largest float64 magnitude of the quantity (float32 has ~7 digits; each derivative loses some)."""
+
+
+# ---------------------------------------------------------------- backbone conformance
+def backbone_energy(backbone: nn.Module, z: Tensor):
+    """``pos [F, n, 3] -> total energy`` of ``backbone`` for bead types ``z [n]`` (the backbone interface)."""
+
+    def energy(pos: Tensor) -> Tensor:
+        frames, n, _ = pos.shape
+        batch = torch.arange(frames).repeat_interleave(n)
+        return backbone(z.repeat(frames), pos.reshape(-1, 3), batch, frames)
+
+    return energy
+
+
+class BackboneTests:
+    """Conformance tests of a backbone (``forward(z [N], pos [N, 3], batch [N], n_graphs) -> [n_graphs]``).
+
+    Inherit and override the ``backbone`` fixture (an ``nn.Module``; it is copied to float64 and
+    float32 here). The tests check, on a random chain of ``n_beads`` beads: one energy per frame,
+    frames independent of each other in a batch, invariance under rotation and translation, forces
+    and HVPs against float64 finite differences, and float32 against float64 within
+    :data:`FLOAT32_TOLERANCE`. Set ``invariant = False`` for a backbone that is not meant to be.
+    """
+
+    n_beads: int = 6
+    max_z: int = 4
+    invariant: bool = True
+
+    @pytest.fixture
+    def backbone(self) -> nn.Module:
+        raise NotImplementedError("override the 'backbone' fixture to return your backbone module")
+
+    @pytest.fixture
+    def z(self) -> Tensor:
+        return torch.arange(self.n_beads) % self.max_z
+
+    @pytest.fixture
+    def pos(self) -> Tensor:
+        g = torch.Generator().manual_seed(7)
+        line = torch.arange(self.n_beads, dtype=torch.float64)[:, None] * torch.tensor([1.4, 0.5, 0.0], dtype=torch.float64)
+        return line + 0.3 * torch.randn(2, self.n_beads, 3, generator=g, dtype=torch.float64)
+
+    def test_one_energy_per_frame_and_frames_independent(self, backbone, z, pos):
+        energy = backbone_energy(copy.deepcopy(backbone).double(), z)
+        both = energy(pos)
+        assert both.shape == (2,) and torch.isfinite(both).all()
+        alone = torch.cat([energy(pos[:1]), energy(pos[1:])])
+        assert torch.allclose(both, alone, rtol=1e-10, atol=1e-10)
+
+    def test_rotation_and_translation_invariance(self, backbone, z, pos):
+        if not self.invariant:
+            pytest.skip("backbone declared not invariant")
+        energy = backbone_energy(copy.deepcopy(backbone).double(), z)
+        q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+        moved = pos @ q.T + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+        assert torch.allclose(energy(moved), energy(pos), rtol=1e-9, atol=1e-9)
+
+    def test_forces_match_finite_difference(self, backbone, z, pos):
+        energy = backbone_energy(copy.deepcopy(backbone).double(), z)
+        assert_grad_matches_fd(lambda p: energy(p).sum(), pos)
+
+    def test_hvp_matches_finite_difference(self, backbone, z, pos):
+        energy = backbone_energy(copy.deepcopy(backbone).double(), z)
+        assert_hvp_matches_fd(lambda p: energy(p).sum(), pos)
+
+    def test_float32_matches_float64(self, backbone, z, pos):
+        v = torch.randn(pos.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+        values = {}
+        for dtype in (torch.float64, torch.float32):
+            energy = backbone_energy(copy.deepcopy(backbone).to(dtype), z)
+            p = pos.to(dtype).requires_grad_(True)
+            e = energy(p)
+            (g,) = torch.autograd.grad(e.sum(), p, create_graph=True)
+            (hv,) = torch.autograd.grad(g, p, grad_outputs=v.to(dtype))
+            values[dtype] = {"energy": e.detach(), "forces": -g.detach(), "hvp": hv.detach()}
+        for name in ("energy", "forces", "hvp"):
+            tol = FLOAT32_TOLERANCE[name]
+            ref, low = values[torch.float64][name], values[torch.float32][name].double()
+            err = float((ref - low).abs().max() / ref.abs().max())
+            assert err <= tol, f"{name}: float32 differs from float64 by {err:.2e} (relative), tolerance {tol:.0e}"

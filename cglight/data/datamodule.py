@@ -89,6 +89,10 @@ class CGDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.val_frames, shuffle=False)
 
+    @property
+    def systems(self) -> dict:
+        return self.dataset.manifest.systems
+
     def calibration_batches(self, frames: int) -> Iterator[dict]:
         """The first ``frames`` training frames, in order: the same on every rank."""
         chosen = self.train_frames[: max(frames, 1)]

@@ -1,4 +1,4 @@
-"""``force``: plain force matching (method.md §2)."""
+"""``force``: plain force matching (docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``hvp`` and ``hvp_cov``: Hessian matching through random probes (method.md §3–4)."""
+"""``hvp`` and ``hvp_cov``: Hessian matching through random probes (docs/method.md §3–4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Random probe vectors with ``E[v vᵀ] = I`` for Hessian-vector matching (method.md §4)."""
+"""Random probe vectors with ``E[v vᵀ] = I`` for Hessian-vector matching (docs/method.md §4)."""
 
 from __future__ import annotations
 

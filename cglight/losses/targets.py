@@ -1,4 +1,4 @@
-"""Per-frame second-order targets of method.md §3–4, as plain tensor functions.
+"""Per-frame second-order targets of docs/method.md §3–4, as plain tensor functions.
 
 Shapes: ``hessian [B, D, D]`` with ``D = 3n``, vectors ``[B, D]``, ``beta [B]``.
 """

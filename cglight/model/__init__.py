@@ -1,6 +1,7 @@
-"""The CG potential: torchmd-net backbone wrapper and the LightningModule."""
+"""The Lightning side: ``CGPotential`` (training a ``cglight.energy.CGEnergy``) and its callbacks."""
 
-from cglight.model.backbone import BACKBONES, Backbone, BackboneConfig
+from cglight.energy.backbone import BACKBONES, BackboneConfig
+from cglight.energy.priors import PriorsConfig
 from cglight.model.potential import CGPotential
 
-__all__ = ["BACKBONES", "Backbone", "BackboneConfig", "CGPotential"]
+__all__ = ["BACKBONES", "BackboneConfig", "CGPotential", "PriorsConfig"]

@@ -1,48 +1,68 @@
-"""``CGPotential``: the LightningModule that trains a torchmd-net CG potential.
+"""``CGPotential``: the LightningModule that trains a :class:`~cglight.energy.CGEnergy`.
 
-Forces come from autograd with ``create_graph=True``; Hessian-vector products from a second
-back-propagation through them, in training and in evaluation mode alike (gradients are
-enabled explicitly; the trainer runs with ``inference_mode=False``).
+It owns the energy model (``self.core``: priors + backbone) and the training objective, and does
+nothing else a simulator would need: ``energy``/``forces``/``hvp``/``evaluate`` delegate to the core.
+
+**The hand-over from data to model** is one public call, :meth:`CGPotential.fit_to_data`, made once
+before the first step: it records the systems' topologies, fits the priors and calibrates the loss
+normalisation, on training frames only. ``on_fit_start`` makes it automatically when the trainer's
+DataModule has ``calibration_batches(frames)`` (the first ``frames`` training frames, the same on
+every rank) and ``systems`` (name → temperature, bead types, bonds), as ``CGDataModule`` does;
+with another DataModule call it yourself before ``trainer.fit``. A checkpoint that is already
+fitted and calibrated (resuming) is never refitted.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 
 from cglight.data import keys
+from cglight.energy import CGEnergy, ModelOutput
+from cglight.energy.autograd_probe import check_autograd_order
+from cglight.energy.backbone import BackboneConfig, backbone_config
+from cglight.energy.core import SystemLike
+from cglight.energy.prior_fit import FitCurve
+from cglight.energy.prior_plot import plot_priors
+from cglight.energy.priors import PriorsConfig, priors_config
 from cglight.errors import ConfigError
-from cglight.losses.base import ModelOutput
 from cglight.losses.objective import Objective
-from cglight.model.backbone import BACKBONES, Backbone, BackboneConfig, backbone_config, supports_third_order
 
 log = logging.getLogger(__name__)
 
+PRIORS_PNG = "priors.png"
+
 
 class CGPotential(L.LightningModule):
-    """A CG potential ``U_θ(R)`` trained with weighted, normalised loss terms.
+    """A CG potential ``U_θ(R) = U_priors(R) + U_net(R)`` trained with weighted, normalised loss terms.
 
     Args:
-        backbone: the torchmd-net network (name and arguments).
+        backbone: the network (a torchmd-net model by name, or an ``nn.Module`` by dotted class path).
+        priors: prior kinds fitted from the training data, e.g. ``{bonds: {}, angles: {}, dihedrals:
+            {terms: 2}, repulsion: {}}``; ``null`` or absent turns a kind off (all off by default).
         losses: loss name → options; every entry takes ``weight`` plus the loss's own arguments,
-            e.g. ``{"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 4}}``.
+            e.g. ``{"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 4}}``. Every
+            loss applies to the total energy, priors included.
         lr: peak learning rate of AdamW.
         lr_min_ratio: the learning rate decays by a cosine to ``lr * lr_min_ratio`` at the end.
         weight_decay: AdamW weight decay.
-        calibration_frames: frames used once, before training, to estimate each loss term's
-            normalisation (its target's second moment).
+        calibration_frames: the first training frames used once, before training, to fit the
+            priors and to estimate each loss term's normalisation (its target's second moment).
     """
 
     def __init__(
         self,
         backbone: BackboneConfig | None = None,
+        priors: PriorsConfig | None = None,
         losses: dict[str, dict[str, Any]] | None = None,
         lr: float = 1e-3,
         lr_min_ratio: float = 0.05,
@@ -51,6 +71,7 @@ class CGPotential(L.LightningModule):
     ) -> None:
         super().__init__()
         backbone = backbone_config(backbone)
+        priors = priors_config(priors)
         losses = {"force": {"weight": 1.0}} if losses is None else losses
         if not (lr > 0 and math.isfinite(lr)):
             raise ConfigError(f"model.lr must be a positive number, got {lr!r}")
@@ -58,89 +79,106 @@ class CGPotential(L.LightningModule):
             raise ConfigError(f"model.lr_min_ratio must be in [0, 1], got {lr_min_ratio!r}")
         if calibration_frames < 1:
             raise ConfigError(f"model.calibration_frames must be >= 1, got {calibration_frames}")
+        # plain data only, so that the checkpoint loads with torch.load(weights_only=True)
         self.save_hyperparameters(
-            {"backbone": asdict(backbone), "losses": losses, "lr": lr, "lr_min_ratio": lr_min_ratio,
+            {"backbone": asdict(backbone), "priors": asdict(priors), "losses": losses, "lr": lr, "lr_min_ratio": lr_min_ratio,
              "weight_decay": weight_decay, "calibration_frames": calibration_frames}
         )
         self.objective = Objective(losses)
-        if backbone.name in BACKBONES and self.objective.needs_hvp and not supports_third_order(backbone.name):
-            hvp = [n for n, t in self.objective.items() if t.needs_hvp]
-            raise ConfigError(
-                f"model.backbone.name '{backbone.name}' cannot train Hessian-vector losses {hvp}: "
-                f"{BACKBONES[backbone.name].note}. Use 'graph-network' or 'equivariant-transformer', "
-                "or train it with 'force' alone."
-            )
-        self.net = Backbone(backbone)
+        self.core = CGEnergy(backbone, priors)
+        order_of = {n: t.autograd_order for n, t in self.objective.items()}
+        needy = [n for n, o in order_of.items() if o == self.objective.autograd_order]
+        check_autograd_order(self.core.net, self.objective.autograd_order, f"losses {needy}", backbone.name, backbone.max_z)
+        self.prior_curves: list[FitCurve] = []
+        """The fitted priors against the data, from :meth:`fit_to_data` in this process (for the plot)."""
 
-    # ----------------------------------------------------------------- public API
-    def energy(self, pos: Tensor, bead_types: Tensor) -> Tensor:
-        """Energy (kcal/mol) of ``pos [F, n, 3]`` → ``[F]`` or ``[n, 3]`` → scalar; differentiable in ``pos``."""
-        single = pos.dim() == 2
-        if single:
-            pos = pos.unsqueeze(0)
-        if pos.dim() != 3 or pos.shape[-1] != 3:
-            raise ValueError(f"pos must be [F, n, 3] or [n, 3], got {tuple(pos.shape)}")
-        frames, n, _ = pos.shape
-        bead_types = torch.as_tensor(bead_types, device=pos.device)
-        if bead_types.shape not in ((n,), (frames, n)):
-            raise ValueError(f"bead_types must be [n] or [F, n] with n={n}, got {tuple(bead_types.shape)}")
-        if not self.training and (bead_types.min() < 0 or bead_types.max() >= self.net.config.max_z):
-            raise ValueError(f"bead types must lie in [0, {self.net.config.max_z}) (model.backbone.max_z), got {bead_types.tolist()}")
-        z = bead_types.expand(frames, n).reshape(-1).long()
-        batch = torch.arange(frames, device=pos.device).repeat_interleave(n)
-        energy = self.net(z, pos.reshape(-1, 3), batch, frames)
-        return energy[0] if single else energy
+    # ----------------------------------------------------------------- public API (delegates)
+    def energy(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
+        """Energy (kcal/mol): see :meth:`CGEnergy.energy`."""
+        return self.core.energy(pos, bead_types, bonds)
 
-    def evaluate(self, pos: Tensor, bead_types: Tensor, create_graph: bool = True) -> ModelOutput:
-        """Energy and forces at ``pos [F, n, 3]``, ready for Hessian-vector products.
+    def energy_terms(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> dict[str, Tensor]:
+        """Energy split per prior kind and ``network``: see :meth:`CGEnergy.energy_terms`."""
+        return self.core.energy_terms(pos, bead_types, bonds)
 
-        With ``create_graph=True`` the returned HVPs are themselves differentiable in the
-        parameters (training); with ``False`` they are plain values (evaluation).
-        """
-        with torch.enable_grad():
-            pos = pos.detach().requires_grad_(True)
-            energy = self.energy(pos, bead_types)
-            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        types = torch.as_tensor(bead_types, device=pos.device)
+    def evaluate(self, pos: Tensor, bead_types: Tensor, create_graph: bool = True, bonds: Sequence[Sequence[int]] | None = None) -> ModelOutput:
+        """Energy and forces ready for Hessian-vector products: see :meth:`CGEnergy.evaluate`."""
+        return self.core.evaluate(pos, bead_types, create_graph, bonds)
 
-        def force_fn(p: Tensor) -> Tensor:
-            t = types if types.dim() == 1 else types.repeat(p.shape[0] // types.shape[0], 1)
-            with torch.enable_grad():
-                p = p.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(self.energy(p, t).sum(), p, create_graph=True)
-            return -g
-
-        return ModelOutput(energy, -grad, pos, create_graph, force_fn)
-
-    def forces(self, pos: Tensor, bead_types: Tensor) -> Tensor:
+    def forces(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
         """Forces (kcal/mol/Å), detached."""
-        return self.evaluate(pos, bead_types, create_graph=False).forces.detach()
+        return self.core.forces(pos, bead_types, bonds)
 
-    def hvp(self, pos: Tensor, bead_types: Tensor, v: Tensor) -> Tensor:
-        """``∇²U_θ(pos) v`` (kcal/mol/Å² × [v]) by double back-propagation, detached."""
-        out = self.evaluate(pos, bead_types, create_graph=False)
-        with torch.enable_grad():
-            return out.hvp(v).detach()
+    def hvp(self, pos: Tensor, bead_types: Tensor, v: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
+        """``∇²U_θ(pos) v`` by double back-propagation, detached."""
+        return self.core.hvp(pos, bead_types, v, bonds)
+
+    # ----------------------------------------------------------------- the hand-over
+    @property
+    def fitted_to_data(self) -> bool:
+        """Priors fitted and loss normalisation calibrated (true after :meth:`fit_to_data` or a resume)."""
+        return not self.core.needs_fit and self.objective.calibrated
+
+    def fit_to_data(self, batches: Iterable[Mapping[str, Tensor]], systems: Mapping[str, SystemLike]) -> None:
+        """Prepare the model for training on a dataset, once, before the first step.
+
+        Args:
+            batches: batches of TRAINING frames only (dicts with at least ``pos``, ``bead_types``
+                and the keys the losses read; one system per batch), identical on every rank:
+                e.g. ``datamodule.calibration_batches(model.hparams.calibration_frames)``.
+            systems: name → an object with ``temperature`` (K), ``bead_types`` and ``bonds``
+                (``cglight.data.manifest.SystemInfo``), for every system the batches come from.
+
+        Checks every bead type against the backbone's ``max_z``, records the systems' topologies
+        (saved in the checkpoint), fits the priors by Boltzmann inversion and calibrates the loss
+        normalisation, in one pass over ``batches``. Parts already done (a resumed checkpoint)
+        are kept, not redone.
+        """
+        self.core.check_bead_types(systems)
+        self.core.set_systems(systems)
+        if self.fitted_to_data:
+            return
+        seen: list[tuple[Tensor, Tensor]] = []
+
+        def tap(stream: Iterable[Mapping[str, Tensor]]):
+            for batch in stream:
+                seen.append((batch[keys.POS].detach().cpu(), batch[keys.BEAD_TYPES].cpu()))
+                yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+        stream = tap(batches)
+        if not self.objective.calibrated:
+            self.objective.calibrate(stream)
+        else:
+            for _ in stream:
+                pass
+        if self.core.needs_fit:
+            self.prior_curves = self.core.fit_priors(seen, systems)
+            log.info("priors fitted on %d frames: %s", sum(len(p) for p, _ in seen),
+                     {kind: len(term.keys) for kind, term in self.core.priors.items()})
+
+    def on_fit_start(self) -> None:
+        dm = self.trainer.datamodule
+        has_data = dm is not None and hasattr(dm, "calibration_batches") and hasattr(dm, "systems")
+        if has_data:
+            self.fit_to_data(dm.calibration_batches(self.hparams.calibration_frames), dm.systems)
+        elif not self.fitted_to_data:
+            raise ConfigError(
+                "the model must be fitted to the training data before training (priors, loss normalisation): "
+                "call model.fit_to_data(batches_of_training_frames, systems) before trainer.fit, or use a DataModule "
+                "with calibration_batches(frames) and systems (as cglight.data.CGDataModule)"
+            )
+        if self.prior_curves and self.trainer.is_global_zero:
+            self._plot_priors()
+
+    def _plot_priors(self) -> None:
+        logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), None)
+        folder = Path(logger.log_dir) if logger is not None else (Path(self.trainer.log_dir) if self.trainer.log_dir else None)
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        log.info("fitted priors: %s", plot_priors(self.core.priors, self.prior_curves, folder / PRIORS_PNG))
 
     # ----------------------------------------------------------------- training
-    def on_fit_start(self) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        dataset = getattr(dm, "dataset", None)
-        if dataset is not None:
-            for name, system in dataset.manifest.systems.items():
-                if max(system.bead_types) >= self.net.config.max_z:
-                    raise ConfigError(
-                        f"system '{name}' has bead type {max(system.bead_types)} but model.backbone.max_z is "
-                        f"{self.net.config.max_z}; set max_z above every bead type"
-                    )
-        if self.objective.calibrated:
-            return
-        if dm is not None and hasattr(dm, "calibration_batches"):
-            batches = dm.calibration_batches(self.hparams.calibration_frames)
-        else:
-            batches = itertools.islice(self.trainer.fit_loop._data_source.dataloader(), 8)
-        self.objective.calibrate(self.transfer_batch_to_device(b, self.device, 0) for b in batches)
-
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         if torch.is_inference_mode_enabled():
             raise ConfigError("Hessian-vector products need autograd during evaluation: set trainer.inference_mode: false")

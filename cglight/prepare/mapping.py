@@ -1,4 +1,4 @@
-"""Linear CG maps ``R = M x`` and their force maps ``B`` (``M B = I``), see method.md §1–2."""
+"""Linear CG maps ``R = M x`` and their force maps ``B`` (``M B = I``), see docs/method.md §1–2."""
 
 from __future__ import annotations
 

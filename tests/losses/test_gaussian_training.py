@@ -1,4 +1,4 @@
-"""End-to-end oracle (method.md §5.1): training a quadratic CG potential with the shipped loss
+"""End-to-end oracle (docs/method.md §10.1): training a quadratic CG potential with the shipped loss
 classes on exact Gaussian samples converges to the PMF Hessian with ``hvp_cov`` and to the
 wrong, bare ``BᵀKB`` with ``hvp``."""
 

@@ -8,7 +8,7 @@ from cglight.losses.probes import draw_probes
 
 @pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
 def test_probe_estimator_is_unbiased(kind):
-    """E_v ‖A v‖² = ‖A‖²_F for probes with E[v vᵀ] = I (method.md §4)."""
+    """E_v ‖A v‖² = ‖A‖²_F for probes with E[v vᵀ] = I (docs/method.md §4)."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(9, 9, generator=g, dtype=torch.float64)
     v = draw_probes((200_000, 9), kind, a, generator=g)

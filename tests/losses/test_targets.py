@@ -1,4 +1,4 @@
-"""Per-frame second-order targets against closed forms and quadrature (method.md §5.1–5.2)."""
+"""Per-frame second-order targets against closed forms and quadrature (docs/method.md §10.1–10.2)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_hvp_cov_target_mean_is_pmf_hessian_of_gaussian(other_force_map):
     assert np.abs(b.T @ k @ b - pmf_hessian).max() > 50 * se.max()
 
 
-# Double well with a bath whose stiffness depends on x1 (method.md §5.2):
+# Double well with a bath whose stiffness depends on x1 (docs/method.md §10.2):
 # u = a (x1² − 1)² + ½ k0 (1 + b x1²) (x2 − c x1)²
 A, K0, BB, C = 1.0, 4.0, 0.8, 0.6
 
