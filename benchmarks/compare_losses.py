@@ -85,9 +85,9 @@ def hessian_error(checkpoint: Path, reference: dict, bead_types: list[int]) -> f
     """Mean relative Frobenius error of the model Hessian at the reference configurations."""
     import torch
 
-    from cglight.model.potential import CGPotential
+    from cglight.energy import CGEnergy
 
-    model = CGPotential.load_from_checkpoint(checkpoint, map_location="cpu").eval().double()
+    model = CGEnergy.from_checkpoint(checkpoint).double()
     errs = []
     for frame in reference["frames"]:
         pos = torch.tensor(frame["pos"], dtype=torch.float64)[None]

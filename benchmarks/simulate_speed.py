@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from cglight.model.potential import CGPotential
+from cglight.energy import CGEnergy
 from cglight.simulate.langevin import LangevinIntegrator
 from cglight.simulate.run import force_function
 
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("CGLIGHT_NUM_THREADS", "1")))
     torch.manual_seed(0)
-    model = CGPotential(backbone={"name": "graph-network", "embedding_dimension": 64, "num_layers": 3, "cutoff_upper": 8.0}).eval()
+    model = CGEnergy(backbone={"name": "graph-network", "embedding_dimension": 64, "num_layers": 3, "cutoff_upper": 8.0}).eval()
     print(f"torch threads: {torch.get_num_threads()}, replicas: {args.replicas}, graph-network 64×3, replica-steps/s")
     print(f"{'beads':>5} {'forward+grad':>13} {'cglight':>9} {'torchmd':>9} {'cglight/torchmd':>16}")
     for n in args.beads:

@@ -226,8 +226,11 @@ class CGEnergy(nn.Module):
         return ModelOutput(energy, -grad, pos, create_graph, force_fn)
 
     def forces(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
-        """Forces (kcal/mol/Å), detached."""
-        return self.evaluate(pos, bead_types, create_graph=False, bonds=bonds).forces.detach()
+        """Forces (kcal/mol/Å), detached: one backward pass without a graph (what simulation needs)."""
+        with torch.enable_grad():
+            p = pos.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.energy(p, bead_types, bonds).sum(), p)
+        return -g
 
     def hvp(self, pos: Tensor, bead_types: Tensor, v: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
         """``∇²U(pos) v`` (kcal/mol/Å² × [v]) by double back-propagation, detached."""

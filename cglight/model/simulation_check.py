@@ -103,7 +103,7 @@ class SimulationValidation(Callback):
             def check(pos: torch.Tensor, b=b.to(pl_module.device), limit=s["limit"]) -> torch.Tensor:
                 return (pos[:, b[:, 0]] - pos[:, b[:, 1]]).norm(dim=-1).amax(-1) < limit if len(b) else torch.ones(len(pos), dtype=torch.bool)
 
-            integ = LangevinIntegrator(force_function(pl_module, types), torch.tensor(s["masses"], dtype=torch.float32), info.temperature,
+            integ = LangevinIntegrator(force_function(pl_module.core, types, info.bonds), torch.tensor(s["masses"], dtype=torch.float32), info.temperature,
                                        self.timestep_fs, self.friction, seed=self.seed + trainer.current_epoch, check_fn=check)
             state = integ.init_state(start)
             frames = []

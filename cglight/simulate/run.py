@@ -86,20 +86,17 @@ class SimulateConfig:
 
 
 def load_energy_model(checkpoint: str, device: str):
-    """The trained energy model of a ``cglight fit`` checkpoint, in evaluation mode."""
-    from cglight.model.potential import CGPotential
+    """The trained energy model of a ``cglight fit`` checkpoint (no Lightning), in evaluation mode."""
+    from cglight.energy import CGEnergy
 
-    return CGPotential.load_from_checkpoint(checkpoint, map_location=device).eval()
+    return CGEnergy.from_checkpoint(checkpoint, map_location=device).to(device)
 
 
-def force_function(model, bead_types: torch.Tensor):
+def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | None = None):
     """``pos [R, n, 3] -> forces`` of ``model`` for one system (no graph kept: simulation only)."""
 
     def forces(pos: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            p = pos.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(model.energy(p, bead_types).sum(), p)
-        return -g
+        return model.forces(pos, bead_types, bonds)
 
     return forces
 
@@ -167,7 +164,7 @@ def simulate(config: SimulateConfig) -> Path:
         )
         types = torch.tensor(info.bead_types, device=config.device)
         integ = LangevinIntegrator(
-            force_function(model, types), torch.tensor(masses, dtype=torch.float32), config.temperature or info.temperature,
+            force_function(model, types, info.bonds), torch.tensor(masses, dtype=torch.float32), config.temperature or info.temperature,
             config.timestep_fs, config.friction_per_ps, seed=config.seed + i, check_fn=_bond_check(info.bonds, limit),
         )
         (out / name).mkdir(parents=True, exist_ok=True)

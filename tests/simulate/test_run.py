@@ -18,7 +18,8 @@ def checkpoint(tiny_dataset, tmp_path_factory):
     from cglight import CGDataModule, CGPotential
 
     L.seed_everything(0)
-    model = CGPotential(backbone={"embedding_dimension": 16, "num_layers": 1}, losses={"force": {"weight": 1.0}})
+    priors = {"bonds": {}, "angles": {}, "dihedrals": {"terms": 2}, "repulsion": {"min_bonds_apart": 4}}
+    model = CGPotential(backbone={"embedding_dimension": 16, "num_layers": 1}, priors=priors, losses={"force": {"weight": 1.0}})
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         inference_mode=False, enable_model_summary=False)
     trainer.fit(model, datamodule=CGDataModule(str(tiny_dataset), batch_size=8))
@@ -93,3 +94,48 @@ def test_validation_by_simulation_logs_slow_mode_metrics(tiny_dataset, tmp_path)
     assert len(rows) == 1
     assert 0 <= float(rows[0]["val/sim_js_tic1"]) <= np.log(2) and float(rows[0]["val/sim_kl_tic1"]) >= 0
     assert 0 <= float(rows[0]["val/sim_stopped"]) <= 1
+
+
+@pytest.mark.slow
+def test_configurational_temperature_of_a_simulated_cg_model(checkpoint, tiny_dataset):
+    """⟨|∇U|²⟩ / ⟨∇²U⟩ = kT on frames that the integrator sampled from a trained model (priors + network)."""
+    import torch
+
+    from cglight.data.manifest import read_manifest
+    from cglight.simulate.langevin import LangevinIntegrator
+    from cglight.simulate.masses import bead_masses
+    from cglight.simulate.run import _starts, force_function, load_energy_model
+    from cglight.units import kt
+
+    torch.manual_seed(0)
+    model = load_energy_model(str(checkpoint), "cpu").double()
+    manifest = read_manifest(tiny_dataset)
+    info = manifest.systems["ala2"]
+    types, replicas = torch.tensor(info.bead_types), 128
+    start = torch.from_numpy(_starts(tiny_dataset, manifest, "ala2", replicas, 0)).double()
+    masses = torch.from_numpy(bead_masses(tiny_dataset, "ala2", info))
+    integ = LangevinIntegrator(force_function(model, types, info.bonds), masses, 300.0, 0.5, 5.0, seed=1)
+    state = integ.init_state(start)
+    integ.run(state, 600)  # 0.3 ps to equilibrate
+    frames = []
+    for _ in range(40):
+        integ.run(state, 50)
+        frames.append(state.pos.clone())
+    x = torch.stack(frames, 1)  # [R, F, n, 3]
+    flat = x.reshape(-1, 5, 3)
+    grad = -model.forces(flat, types, info.bonds)
+    lap = torch.zeros(len(flat), dtype=torch.float64)
+    for chunk in torch.arange(len(flat)).split(replicas):  # the backbone's neighbour search is quadratic in the batch
+        for k in range(15):
+            e = torch.zeros(len(chunk), 15, dtype=torch.float64)
+            e[:, k] = 1.0
+            lap[chunk] += model.hvp(flat[chunk], types, e.reshape(-1, 5, 3), info.bonds).reshape(len(chunk), 15)[:, k]
+    num = grad.pow(2).sum((1, 2)).reshape(replicas, -1).mean(1)
+    den = lap.reshape(replicas, -1).mean(1)
+    t_conf = float(num.mean() / den.mean())
+    loo = (num.sum() - num) / (den.sum() - den)
+    se = float(((len(loo) - 1) / len(loo) * (loo - loo.mean()).pow(2).sum()).sqrt())
+    assert state.alive.all()
+    assert se < 0.03 * kt(300.0)
+    print(f"configurational temperature {t_conf / kt(300.0) * 300.0:.1f} K ± {se / kt(300.0) * 300.0:.1f} K")
+    assert abs(t_conf - kt(300.0)) < 4 * se + 0.01 * kt(300.0), (t_conf, kt(300.0), se)
