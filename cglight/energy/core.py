@@ -248,27 +248,41 @@ class CGEnergy(nn.Module):
         if not groups:
             return []
         with torch.enable_grad():
-            leaves, types, z, beads = [], [], [], []
-            for pos, bead_types, _ in groups:
-                if pos.dim() != 3:
-                    raise ValueError(f"evaluate_groups needs pos [F, n, 3] per group, got {tuple(pos.shape)}")
-                pos, bead_types, _ = self._prepare(pos, bead_types)
-                frames, n, _ = pos.shape
-                leaves.append(pos.detach().requires_grad_(True))
-                types.append(bead_types)
-                z.append(bead_types.expand(frames, n).reshape(-1).long())
-                beads.append(torch.full((frames,), n, dtype=torch.long, device=pos.device))
-            counts = [leaf.shape[0] for leaf in leaves]
-            total = sum(counts)
-            batch = torch.arange(total, device=leaves[0].device).repeat_interleave(torch.cat(beads))
-            flat = torch.cat([leaf.reshape(-1, 3) for leaf in leaves])
-            network = self.net(torch.cat(z), flat, batch, total).split(counts)
-            energies = []
-            for leaf, bead_types, (_, _, bonds), net in zip(leaves, types, groups, network, strict=True):
-                energies.append(sum(self._prior_parts(leaf, bead_types, bonds).values()) + net)
+            leaves, types, energies = self._group_energies(groups)
             grads = torch.autograd.grad(sum(e.sum() for e in energies), leaves, create_graph=True)
         return [ModelOutput(e, -g, leaf, create_graph, self._force_fn(t, bonds))
                 for e, g, leaf, t, (_, _, bonds) in zip(energies, grads, leaves, types, groups, strict=True)]
+
+    def forces_groups(self, groups: Sequence[tuple[Tensor, Tensor, Sequence[Sequence[int]] | None]]) -> list[Tensor]:
+        """Forces (kcal/mol/Å, detached, no graph kept) of several molecules in one backbone call:
+        ``groups`` as for :meth:`evaluate_groups`; one ``[F_g, n_g, 3]`` per group (simulation)."""
+        if not groups:
+            return []
+        with torch.enable_grad():
+            leaves, _, energies = self._group_energies(groups)
+            grads = torch.autograd.grad(sum(e.sum() for e in energies), leaves)
+        return [-g for g in grads]
+
+    def _group_energies(self, groups) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Leaf positions, bead types and energies ``[F_g]`` of every group, the backbone called once."""
+        leaves, types, z, beads = [], [], [], []
+        for pos, bead_types, _ in groups:
+            if pos.dim() != 3:
+                raise ValueError(f"a group's pos must be [F, n, 3], got {tuple(pos.shape)}")
+            pos, bead_types, _ = self._prepare(pos, bead_types)
+            frames, n, _ = pos.shape
+            leaves.append(pos.detach().requires_grad_(True))
+            types.append(bead_types)
+            z.append(bead_types.expand(frames, n).reshape(-1).long())
+            beads.append(torch.full((frames,), n, dtype=torch.long, device=pos.device))
+        counts = [leaf.shape[0] for leaf in leaves]
+        total = sum(counts)
+        batch = torch.arange(total, device=leaves[0].device).repeat_interleave(torch.cat(beads))
+        flat = torch.cat([leaf.reshape(-1, 3) for leaf in leaves])
+        network = self.net(torch.cat(z), flat, batch, total).split(counts)
+        energies = [sum(self._prior_parts(leaf, t, bonds).values()) + net
+                    for leaf, t, (_, _, bonds), net in zip(leaves, types, groups, network, strict=True)]
+        return leaves, types, energies
 
     def forces(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
         """Forces (kcal/mol/Å), detached."""
