@@ -93,3 +93,24 @@ def test_validation_by_simulation_logs_slow_mode_metrics(tiny_dataset, tmp_path)
     assert len(rows) == 1
     assert 0 <= float(rows[0]["val/sim_js_tic1"]) <= np.log(2) and float(rows[0]["val/sim_kl_tic1"]) >= 0
     assert 0 <= float(rows[0]["val/sim_stopped"]) <= 1
+
+
+@pytest.mark.slow
+def test_simulate_runs_two_systems_in_one_force_call_as_if_alone(checkpoint, tmp_path):
+    """Two systems of one run share each step's force call; system a follows the trajectory it
+    follows when simulated alone (same seed), to float32 rounding."""
+    from tests.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "ds", {"a": [12], "b": [12]}, temperature=300.0)
+    masses = ["--masses", "[12.0, 14.0, 12.0, 12.0, 14.0]"]
+    assert _simulate(checkpoint, data, tmp_path / "both", 60, masses) == 0
+    assert _simulate(checkpoint, data, tmp_path / "alone", 60, [*masses, "--systems", "[a]"]) == 0
+    summary = json.loads((tmp_path / "both/simulation.json").read_text())["systems"]
+    assert summary["a"]["steps"] == summary["b"]["steps"] == 60
+    top = str(tmp_path / "both/a/topology.pdb")
+    for r in range(4):
+        both = md.load(str(tmp_path / f"both/a/replica-{r:03d}.dcd"), top=top).xyz
+        alone = md.load(str(tmp_path / f"alone/a/replica-{r:03d}.dcd"), top=top).xyz
+        assert both.shape == alone.shape and both.shape[0] >= 1
+        np.testing.assert_allclose(both, alone, atol=1e-4)
+    assert not (tmp_path / "alone/b").exists()
