@@ -122,3 +122,20 @@ def test_groups_share_one_backbone_call_and_hvps_stay_per_molecule(data):
     # the gradient of one molecule's forces with respect to the other's positions is zero
     (cross,) = torch.autograd.grad(outs[0].forces, outs[1].pos, grad_outputs=torch.ones_like(outs[0].forces), allow_unused=True)
     assert cross is None or cross.abs().max() == 0
+
+
+def test_mixed_batch_with_stored_probes_equals_the_molecules(data):
+    """A ``hessian: probes`` dataset: stored probes (3 for one molecule, 2 for the other) travel
+    per molecule in the mixed batch; the loss equals the frame-weighted molecules' losses."""
+    model = _model(data, {"force": {"normalize": False}, "hvp_cov": {"normalize": False, "method": "finite_difference"}})
+    g = torch.Generator().manual_seed(9)
+    molecules = []
+    for batch, k in zip(_molecules(data), (3, 2), strict=True):
+        b, width = batch[keys.POS].shape[0], batch[keys.HESSIAN].shape[-1]
+        probes = torch.randn(b, k, width, generator=g, dtype=torch.float64)
+        hvp = torch.einsum("bij,bkj->bki", batch.pop(keys.HESSIAN), probes)
+        molecules.append(batch | {keys.PROBES: probes, keys.HVP: hvp})
+    total, logs = model.loss(mixed.pack(molecules))
+    want_total, want_logs = _one_at_a_time(model, molecules)
+    assert torch.allclose(total, want_total, rtol=1e-9, atol=0)
+    assert torch.allclose(logs["hvp_cov_raw"], want_logs["hvp_cov_raw"], rtol=1e-9, atol=0)
