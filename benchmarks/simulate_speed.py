@@ -5,7 +5,10 @@
 The same untrained ``graph-network`` energy (the quickstart's backbone) drives both; printed are
 replica-steps per second for cglight's BAOAB integrator, torchmd 1.1.2's integrator (an
 optional benchmark dependency: ``pip install --no-deps torchmd==1.1.2``), and the model's bare
-forward + gradient on the same batch, which bounds both. The box is passed to torchmd but
+forward + gradient on the same batch, which bounds both. Then two systems of different sizes (the
+``--beads`` given) in one run: integrated separately (one force call per system per step, as
+before) against together (``run_together``: one batched force call per step for both), in
+replica-steps per second of both systems. The box is passed to torchmd but
 ignored by the model (torchmd-net 3.1 treats a zero box as periodic and returns NaN).
 """
 
@@ -20,8 +23,8 @@ import numpy as np
 import torch
 
 from cglight.energy import CGEnergy
-from cglight.simulate.langevin import LangevinIntegrator
-from cglight.simulate.run import force_function
+from cglight.simulate.langevin import LangevinIntegrator, run_together
+from cglight.simulate.run import force_function, group_force_function
 
 
 def chain(n: int, replicas: int, seed: int = 0) -> torch.Tensor:
@@ -105,6 +108,38 @@ def main() -> None:
                 runs["theirs"].append(rate(tmd.step, args.steps, args.replicas))
         raw, ours, theirs = (float(np.median(v)) for v in (runs["raw"], runs["ours"], runs["theirs"]))
         print(f"{n:>5} {raw:>13.0f} {ours:>9.0f} {theirs:>9.0f} {ours / theirs:>16.2f}")
+    if len(args.beads) >= 2:
+        mixed(backbone, args.beads[:2], args.replicas, args.steps)
+
+
+def mixed(backbone: dict, beads: list[int], replicas: int, steps: int) -> None:
+    """Two systems in one run: separate integrators and force calls against one batched call."""
+    types = [torch.randint(1, 10, (n,), generator=torch.Generator().manual_seed(n)) for n in beads]
+    pos = [chain(n, 1, seed=i).expand(replicas, n, 3).clone() for i, n in enumerate(beads)]
+    bonds = [[[i, i + 1] for i in range(n - 1)] for n in beads]
+    model = CGEnergy(backbone, {"bonds": {}, "angles": {}}).eval()
+    g = torch.Generator().manual_seed(1)
+    model.fit_priors([(p[:1] + 0.05 * torch.randn(2000, *p.shape[1:], generator=g), t) for p, t in zip(pos, types, strict=True)],
+                     {f"s{i}": SimpleNamespace(temperature=300.0, bead_types=t.tolist(), bonds=b) for i, (t, b) in enumerate(zip(types, bonds, strict=True))})
+
+    def integrators():
+        integs = [LangevinIntegrator(force_function(model, t, b), torch.full((n,), 12.0), 300.0, 1.0, 1.0, seed=i)
+                  for i, (n, t, b) in enumerate(zip(beads, types, bonds, strict=True))]
+        return integs, [integ.init_state(p.clone()) for integ, p in zip(integs, pos, strict=True)]
+
+    integs, states = integrators()
+
+    def separate(k):
+        for integ, state in zip(integs, states, strict=True):
+            integ.run(state, k)
+
+    apart = rate(separate, steps, 2 * replicas)
+    integs, states = integrators()
+    forces = group_force_function(model, types, bonds)
+    together = rate(lambda k: run_together(integs, states, k, forces), steps, 2 * replicas)
+    print(f"two systems in one run ({beads[0]} + {beads[1]} beads, {replicas} replicas each), replica-steps/s of both:")
+    print(f"{'separate':>9} {'together':>9} {'together/separate':>18}")
+    print(f"{apart:>9.0f} {together:>9.0f} {together / apart:>18.2f}")
 
 
 if __name__ == "__main__":

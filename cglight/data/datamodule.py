@@ -44,7 +44,7 @@ class CGDataModule(L.LightningDataModule):
 
     Args:
         path: dataset directory (holding ``manifest.json``).
-        batch_size: frames per batch per rank (all from one system).
+        batch_size: frames per batch per rank (all from one system unless ``mix_systems``).
         val_fraction: fraction of each system's frames held out for validation: the block right
             after the training frames in trajectory order.
         test_fraction: fraction of each system's frames held out for testing: the end of its
@@ -59,6 +59,10 @@ class CGDataModule(L.LightningDataModule):
             (repeat the epoch's first batches) or ``drop`` (skip the epoch's last batches).
         seed: seed of the shuffle; the order depends on the seed and the epoch only.
         verify_checksums: check every shard's sha256 against the manifest in ``setup``.
+        mix_systems: shuffle the frames of all systems together, so that a batch holds frames of
+            several systems (molecules of different bead counts; the mixed layout of
+            ``cglight.data.mixed``, which ``CGPotential`` splits per system). Off by default: a
+            batch then holds frames of one system, as before.
         build: a ``cglight prepare`` config used to build the dataset when ``path`` has no
             manifest yet (in ``prepare_data``, by global rank 0).
     """
@@ -76,6 +80,7 @@ class CGDataModule(L.LightningDataModule):
         remainder: str = "pad",
         seed: int = 0,
         verify_checksums: bool = False,
+        mix_systems: bool = False,
         build: str | None = None,
     ) -> None:
         super().__init__()
@@ -90,6 +95,7 @@ class CGDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction, self.holdout_systems = val_fraction, test_fraction, list(holdout_systems or [])
         self.num_workers, self.block_frames, self.window_frames = num_workers, block_frames, window_frames
         self.remainder, self.seed, self.verify_checksums = remainder, seed, verify_checksums
+        self.mix_systems = mix_systems
         self.prepare_data_per_node = False  # one build per job: the dataset lives on a shared file system
         self.dataset: ShardDataset | None = None
         self.splits: Splits | None = None
@@ -114,9 +120,9 @@ class CGDataModule(L.LightningDataModule):
         self.dataset = ShardDataset(self.path, verify_checksums=self.verify_checksums)  # checks every shard's header
         self.splits = split_dataset(self.manifest, self.val_fraction, self.test_fraction, self.holdout_systems, str(self.path))
 
-    def _stream(self, segments: list[Segment], shuffle: bool) -> ShardStream:
+    def _stream(self, segments: list[Segment], shuffle: bool, mix: bool | None = None) -> ShardStream:
         return ShardStream(self.path, self.manifest, segments, self.batch_size, shuffle, self.seed,
-                           self.block_frames, self.window_frames, self.remainder)
+                           self.block_frames, self.window_frames, self.remainder, self.mix_systems if mix is None else mix)
 
     def train_dataloader(self) -> StreamLoader:
         return StreamLoader(self._stream(self._split().train, True), self.num_workers, epoch=self._current_epoch, position=self.position)
@@ -176,7 +182,7 @@ class CGDataModule(L.LightningDataModule):
         for s in segments:
             take = min(s.frames, max(1, round(max(frames, 1) * s.frames / total)))
             chosen.append(Segment(s.system, s.shard, s.start, s.start + take))
-        stream = self._stream(chosen, shuffle=False)
+        stream = self._stream(chosen, shuffle=False, mix=False)  # the priors' fit reads one molecule per batch
         stream.configure(rank=0, world=1, epoch=0)
         yield from stream.batches()
 

@@ -17,4 +17,9 @@ BEAD_TYPES = "bead_types"  # [B, n] embedding index of every bead
 BETA = "beta"  # [B] inverse temperature, mol/kcal
 SYSTEM = "system"  # [B] index of the system in the manifest
 
+# Extra fields of a mixed batch (several systems, ``cglight.data.mixed``): per-bead fields are
+# concatenated over frames ([N, 3], [N]) and per-molecule matrices flattened ([Σ ...]).
+BATCH = "batch"  # [N] the frame of every bead (torch-geometric's batch vector)
+PROBE_COUNT = "probe_count"  # [B] stored probes of every frame (with probes and hvp)
+
 FLOAT_DATASETS = (POS, FORCES, HESSIAN, PROBES, HVP)

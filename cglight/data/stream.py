@@ -9,7 +9,10 @@ alone, so no process needs to talk to another):
    ``window_frames`` frames (rounded up to a multiple of ``batch_size``). A window is the shuffle
    buffer: its frames come from blocks all over the system's shards and are permuted as a whole,
    then cut into batches. Every batch holds frames of one system; only a system's last window
-   can end in a short batch.
+   can end in a short batch. With ``mix`` (``data.mix_systems``) the blocks of all systems are
+   shuffled and packed together instead: a window, and so a batch, holds frames of several
+   systems (a mixed batch, ``cglight.data.mixed``), and only the epoch's last window can end in
+   a short batch.
 3. The windows of all systems are permuted, giving the epoch's list of ``T`` global batches.
 4. **Ranks.** With ``W`` ranks every rank takes ``K`` consecutive global batches: rank ``r`` the
    batches ``rK … rK+K-1``. Remainder policy ``pad`` (default): ``K = ceil(T / W)`` and the
@@ -52,6 +55,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cglight.data import keys
 from cglight.data.manifest import Manifest
+from cglight.data.mixed import pack
 from cglight.data.shards import check_finite
 from cglight.data.splits import Segment
 from cglight.errors import ConfigError, DatasetError
@@ -77,7 +81,8 @@ def worker_and_workers() -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Window:
-    """A shuffle window: ``pieces`` ``(shard, start, stop)`` of one system, ``frames`` in all."""
+    """A shuffle window: ``pieces`` ``(shard, start, stop)``, ``frames`` in all, of one system
+    (``system``) or, mixing systems, of several (``system`` is -1)."""
 
     system: int
     pieces: tuple[tuple[int, int, int], ...]
@@ -92,16 +97,19 @@ class EpochPlan:
     """
 
     def __init__(self, segments: list[Segment], batch_size: int, block_frames: int, window_frames: int,
-                 shuffle: bool, seed: int, epoch: int) -> None:
-        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
+                 shuffle: bool, seed: int, epoch: int, mix: bool = False) -> None:
+        self.batch_size, self.shuffle, self.seed, self.epoch, self.mix = batch_size, shuffle, seed, epoch, mix
         self.size = math.ceil(window_frames / batch_size) * batch_size
         self.batches_per_window = self.size // batch_size
         rng = np.random.default_rng([seed, epoch])
-        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per system: shard, start, cumulative frames
+        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per group: shard, start, cumulative frames
         self.systems = list(dict.fromkeys(s.system for s in segments))
+        # the blocks of a group are shuffled and packed into windows together: one system each,
+        # or all systems in one group when mixing
+        self.groups = [self.systems] if mix and self.systems else [[system] for system in self.systems]
         win_system, win_index = [], []
-        for k, system in enumerate(self.systems):
-            mine = [s for s in segments if s.system == system]
+        for k, group in enumerate(self.groups):
+            mine = [s for s in segments if s.system in group]
             starts = [np.arange(s.start, s.stop, block_frames) for s in mine]
             shard = np.concatenate([np.full(len(a), s.shard) for s, a in zip(mine, starts, strict=True)])
             start = np.concatenate(starts)
@@ -137,7 +145,8 @@ class EpochPlan:
             b = int(start[i]) + min(hi, int(cum[i + 1])) - int(cum[i])
             pieces.append((int(shard[i]), a, b))
             i += 1
-        return Window(self.systems[k], tuple(pieces), hi - lo)
+        group = self.groups[k]
+        return Window(group[0] if len(group) == 1 else -1, tuple(pieces), hi - lo)
 
     def locate(self, batch: int) -> tuple[int, int]:
         """Global batch → (window, batch within the window)."""
@@ -159,6 +168,9 @@ def batches_per_rank(total: int, world: int, remainder: str) -> int:
 class ShardStream(IterableDataset):
     """Batches (dicts of tensors, one system each) of the frames in ``segments``, streamed.
 
+    With ``mix`` the blocks of all systems are shuffled into the same windows and every batch is
+    a mixed batch (``cglight.data.mixed``), which may hold frames of several systems.
+
     Iterating it yields chunks (lists of batches) of this rank's share: in a DataLoader worker,
     the chunks of that worker. ``batches()`` yields the batches one by one; a ``StreamLoader``
     unpacks the chunks the same way.
@@ -166,7 +178,7 @@ class ShardStream(IterableDataset):
 
     def __init__(self, root: str | os.PathLike, manifest: Manifest, segments: list[Segment], batch_size: int,
                  shuffle: bool, seed: int = 0, block_frames: int = 64, window_frames: int = 1024,
-                 remainder: str = "pad") -> None:
+                 remainder: str = "pad", mix: bool = False) -> None:
         if remainder not in REMAINDER:
             raise ConfigError(f"data.remainder must be one of {', '.join(REMAINDER)}, got {remainder!r}")
         self.root, self.manifest, self.segments = Path(root), manifest, list(segments)
@@ -178,9 +190,17 @@ class ShardStream(IterableDataset):
         self._types = [torch.tensor(s.bead_types, dtype=torch.long) for s in systems]
         self._beta = [beta(s.temperature) for s in systems]
         self._fields = [self._fields_of(s.hessian) for s in systems]
+        self.mix = mix
+        self._shard_system = {s.shard: s.system for s in self.segments}
+        used = sorted({s.system for s in self.segments})
+        if mix and len({self._fields[k] for k in used}) > 1:
+            names = list(manifest.systems)
+            modes = {names[k]: systems[k].hessian for k in used}
+            raise ConfigError(f"data.mix_systems: systems with different hessian modes cannot share a batch ({modes}); "
+                              "use one hessian mode for all systems or data.mix_systems: false")
         self._files: OrderedDict[int, h5py.File] = OrderedDict()
         self._pid = os.getpid()
-        self._window: tuple[int, dict[str, np.ndarray], np.ndarray] | None = None
+        self._window: tuple[int, tuple[dict[int, dict[str, np.ndarray]], np.ndarray, np.ndarray], np.ndarray] | None = None
         self._total: int | None = None
 
     @staticmethod
@@ -198,7 +218,7 @@ class ShardStream(IterableDataset):
 
     def plan(self, epoch: int | None = None) -> EpochPlan:
         return EpochPlan(self.segments, self.batch_size, self.block_frames, self.window_frames, self.shuffle,
-                         self.seed, self.epoch if epoch is None else epoch)
+                         self.seed, self.epoch if epoch is None else epoch, self.mix)
 
     def batches_per_rank(self, world: int) -> int:
         """Batches every rank yields per epoch (the same in every epoch)."""
@@ -257,8 +277,19 @@ class ShardStream(IterableDataset):
             self._files.popitem(last=False)[1].close()
         return f
 
+    def _read_window(self, window: Window) -> tuple[dict[int, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+        """The window's frames per system (see ``_read``), and each window frame's system and index in its system's arrays."""
+        systems = np.repeat(np.array([self._shard_system[p[0]] for p in window.pieces], dtype=np.int64),
+                            [b - a for _, a, b in window.pieces])
+        arrays, local = {}, np.zeros(len(systems), dtype=np.int64)
+        for system in dict.fromkeys(systems.tolist()):
+            mine = tuple(p for p in window.pieces if self._shard_system[p[0]] == system)
+            arrays[system] = self._read(Window(system, mine, sum(b - a for _, a, b in mine)))
+            local[systems == system] = np.arange(int((systems == system).sum()))
+        return arrays, systems, local
+
     def _read(self, window: Window) -> dict[str, np.ndarray]:
-        """The window's frames, every field read straight into one array (no second copy)."""
+        """The frames of a one-system window, every field read straight into one array (no second copy)."""
         out: dict[str, np.ndarray] = {}
         offset = 0
         for shard, a, b in window.pieces:
@@ -286,11 +317,19 @@ class ShardStream(IterableDataset):
         w, b = plan.locate(batch)
         if self._window is None or self._window[0] != w:
             self._window = None  # release the previous window before reading the next
-            self._window = (w, self._read(plan.window(w)), plan.order(w))
-        _, arrays, order = self._window
+            self._window = (w, self._read_window(plan.window(w)), plan.order(w))
+        _, (arrays, systems, local), order = self._window
         idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+        if not self.mix:
+            system = int(systems[0])
+            return self._homogeneous(arrays[system], local[idx], system)
+        # a mixed batch: the frames of each system (in window order), systems by index
+        mine = systems[idx]
+        return pack([self._homogeneous(arrays[s], local[idx[mine == s]], s) for s in sorted(set(mine.tolist()))])
+
+    def _homogeneous(self, arrays: dict[str, np.ndarray], idx: np.ndarray, system: int) -> dict[str, Tensor]:
+        """The batch of frames ``idx`` of one system's ``arrays``."""
         out = {name: torch.from_numpy(np.ascontiguousarray(v[idx])) for name, v in arrays.items()}
-        system = plan.systems[int(plan.win_system[w])]
         n = len(idx)
         out[keys.BEAD_TYPES] = self._types[system].expand(n, -1).clone()
         out[keys.BETA] = torch.full((n,), self._beta[system], dtype=torch.float32)
@@ -380,6 +419,8 @@ class StreamLoader(DataLoader):
         stream = self.dataset
         epoch = self.epoch() if self.epoch is not None else stream.epoch
         setting = {"world": world, "batch_size": stream.batch_size, "seed": stream.seed, "remainder": stream.remainder}
+        if stream.mix:
+            setting["mix_systems"] = True
         skip = self.position.begin(epoch, setting) if self.position is not None else 0
         stream.configure(rank, world, epoch, skip)
         for chunk in super().__iter__():

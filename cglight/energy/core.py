@@ -14,7 +14,7 @@ shared by systems with different bonds). Without priors no topology is needed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -170,10 +170,8 @@ class CGEnergy(nn.Module):
             raise ValueError(f"bead types must lie in [0, {self.backbone_config.max_z}) (model.backbone.max_z), got {bead_types.tolist()}")
         return pos, bead_types, single
 
-    def _parts(self, pos: Tensor, bead_types: Tensor, bonds) -> tuple[dict[str, Tensor], bool]:
-        """The enabled priors' energies and the network's, ``[F]`` each (and whether ``pos`` was one frame)."""
-        pos, bead_types, single = self._prepare(pos, bead_types)
-        frames, n, _ = pos.shape
+    def _prior_parts(self, pos: Tensor, bead_types: Tensor, bonds) -> dict[str, Tensor]:
+        """The enabled priors' energies of one molecule's frames ``pos [F, n, 3]``, ``[F]`` each."""
         parts = {}
         if len(self.priors):
             if not bool(self.priors_fitted):
@@ -181,6 +179,13 @@ class CGEnergy(nn.Module):
             types = (bead_types[0] if bead_types.dim() == 2 else bead_types).tolist()
             for kind, (index, rows) in self._terms(types, bonds, pos.device).items():
                 parts[kind] = self.priors[kind].energy(pos, index, rows)
+        return parts
+
+    def _parts(self, pos: Tensor, bead_types: Tensor, bonds) -> tuple[dict[str, Tensor], bool]:
+        """The enabled priors' energies and the network's, ``[F]`` each (and whether ``pos`` was one frame)."""
+        pos, bead_types, single = self._prepare(pos, bead_types)
+        frames, n, _ = pos.shape
+        parts = self._prior_parts(pos, bead_types, bonds)
         z = bead_types.expand(frames, n).reshape(-1).long()
         batch = torch.arange(frames, device=pos.device).repeat_interleave(n)
         parts["network"] = self.net(z, pos.reshape(-1, 3), batch, frames)
@@ -214,7 +219,10 @@ class CGEnergy(nn.Module):
             pos = pos.detach().requires_grad_(True)
             energy = self.energy(pos, bead_types, bonds)
             (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        types = torch.as_tensor(bead_types, device=pos.device)
+        return ModelOutput(energy, -grad, pos, create_graph, self._force_fn(torch.as_tensor(bead_types, device=pos.device), bonds))
+
+    def _force_fn(self, types: Tensor, bonds) -> Callable[[Tensor], Tensor]:
+        """``ModelOutput.force_fn`` of one molecule with bead types ``types [n]`` or ``[F, n]``."""
 
         def force_fn(p: Tensor) -> Tensor:
             t = types if types.dim() == 1 else types.repeat(p.shape[0] // types.shape[0], 1)
@@ -223,7 +231,58 @@ class CGEnergy(nn.Module):
                 (g,) = torch.autograd.grad(self.energy(p, t, bonds).sum(), p, create_graph=True)
             return -g
 
-        return ModelOutput(energy, -grad, pos, create_graph, force_fn)
+        return force_fn
+
+    def evaluate_groups(self, groups: Sequence[tuple[Tensor, Tensor, Sequence[Sequence[int]] | None]],
+                        create_graph: bool = True) -> list[ModelOutput]:
+        """:meth:`evaluate` for several molecules at once, in ONE call of the backbone.
+
+        ``groups`` holds ``(pos [F_g, n_g, 3], bead_types [n_g] or [F_g, n_g], bonds or None)``,
+        one molecule (bead count) each. The frames of all groups are concatenated into one flat
+        batch (torch-geometric's layout: every frame its own graph) for the backbone; the priors
+        are applied per group. Returns one :class:`ModelOutput` per group, as :meth:`evaluate`
+        would: its ``pos`` is the group's own leaf tensor, so forces and exact HVPs by autograd
+        are per group (the total energy is a sum over frames, so no frame's forces depend on
+        another frame's positions), and ``force_fn`` evaluates that group alone.
+        """
+        if not groups:
+            return []
+        with torch.enable_grad():
+            leaves, types, energies = self._group_energies(groups)
+            grads = torch.autograd.grad(sum(e.sum() for e in energies), leaves, create_graph=True)
+        return [ModelOutput(e, -g, leaf, create_graph, self._force_fn(t, bonds))
+                for e, g, leaf, t, (_, _, bonds) in zip(energies, grads, leaves, types, groups, strict=True)]
+
+    def forces_groups(self, groups: Sequence[tuple[Tensor, Tensor, Sequence[Sequence[int]] | None]]) -> list[Tensor]:
+        """Forces (kcal/mol/Å, detached, no graph kept) of several molecules in one backbone call:
+        ``groups`` as for :meth:`evaluate_groups`; one ``[F_g, n_g, 3]`` per group (simulation)."""
+        if not groups:
+            return []
+        with torch.enable_grad():
+            leaves, _, energies = self._group_energies(groups)
+            grads = torch.autograd.grad(sum(e.sum() for e in energies), leaves)
+        return [-g for g in grads]
+
+    def _group_energies(self, groups) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Leaf positions, bead types and energies ``[F_g]`` of every group, the backbone called once."""
+        leaves, types, z, beads = [], [], [], []
+        for pos, bead_types, _ in groups:
+            if pos.dim() != 3:
+                raise ValueError(f"a group's pos must be [F, n, 3], got {tuple(pos.shape)}")
+            pos, bead_types, _ = self._prepare(pos, bead_types)
+            frames, n, _ = pos.shape
+            leaves.append(pos.detach().requires_grad_(True))
+            types.append(bead_types)
+            z.append(bead_types.expand(frames, n).reshape(-1).long())
+            beads.append(torch.full((frames,), n, dtype=torch.long, device=pos.device))
+        counts = [leaf.shape[0] for leaf in leaves]
+        total = sum(counts)
+        batch = torch.arange(total, device=leaves[0].device).repeat_interleave(torch.cat(beads))
+        flat = torch.cat([leaf.reshape(-1, 3) for leaf in leaves])
+        network = self.net(torch.cat(z), flat, batch, total).split(counts)
+        energies = [sum(self._prior_parts(leaf, t, bonds).values()) + net
+                    for leaf, t, (_, _, bonds), net in zip(leaves, types, groups, network, strict=True)]
+        return leaves, types, energies
 
     def forces(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
         """Forces (kcal/mol/Å), detached: one backward pass without a graph (what simulation needs)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -138,24 +138,44 @@ class Objective(nn.Module):
         return scales
 
     def forward(self, batch: Mapping[str, Tensor], output: ModelOutput) -> tuple[Tensor, dict[str, Tensor]]:
-        self.check_batch(batch)
-        total = output.energy.new_zeros(())
+        return self.combine([(batch, output)])
+
+    def combine(self, groups: Sequence[tuple[Mapping[str, Tensor], ModelOutput]]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective of a batch given as per-system groups ``(batch_g, output_g)`` (a mixed
+        batch, split): every term, its raw loss and its logged parts are the frame-weighted mean
+        over the groups, ``Σ_g B_g L_g / Σ_g B_g``, so the total is the frame-weighted mean of
+        the groups' totals. The terms see one group at a time (the plugin contract is unchanged);
+        the groups are evaluated in order, each with all its terms, so that probes are drawn
+        as if the groups came one after the other."""
+        if not groups:
+            raise ValueError("Objective.combine needs at least one group")
+        active = [(i, name, term) for i, (name, term) in enumerate(self.items()) if self.weight_factor(name) != 0]  # warming up: off
+        frames = [output.energy.numel() for _, output in groups]
+        results = []
+        for batch, output in groups:
+            self.check_batch(batch)
+            results.append({name: term(batch, output) for _, name, term in active})
+        total = groups[0][1].energy.new_zeros(())
         logs: dict[str, Tensor] = {}
-        for i, (name, term) in enumerate(self.items()):
-            factor = self.weight_factor(name)
-            if factor == 0:  # warming up: the term is neither computed nor logged
-                continue
-            result = term(batch, output)
-            raw = result.loss
+        for i, name, term in active:
+            parts = [r[name] for r in results]
+            raw = _weighted([p.loss for p in parts], frames)
             if term.normalize and not term.calibrated:
                 raise RuntimeError(f"loss '{name}' is not calibrated; call Objective.calibrate first")
             value = raw / term.scale.to(raw.dtype) if term.normalize else raw
-            total = total + factor * self.weights[i].to(raw.dtype) * value
+            total = total + self.weight_factor(name) * self.weights[i].to(raw.dtype) * value
             if self.schedule[name] != (0, 0):
-                logs[f"{name}/weight"] = self.weights[i].detach() * factor
+                logs[f"{name}/weight"] = self.weights[i].detach() * self.weight_factor(name)
             logs[name] = value.detach()
             logs[f"{name}_raw"] = raw.detach()
-            for part, v in result.parts.items():
-                logs[f"{name}/{part}"] = v.detach()
+            for part in parts[0].parts:
+                logs[f"{name}/{part}"] = _weighted([p.parts[part] for p in parts], frames).detach()
         logs["loss"] = total.detach()
         return total, logs
+
+
+def _weighted(values: list[Tensor], frames: list[int]) -> Tensor:
+    """``Σ_g B_g x_g / Σ_g B_g`` (the value itself for one group)."""
+    if len(values) == 1:
+        return values[0]
+    return sum(v * b for v, b in zip(values, frames, strict=True)) / sum(frames)

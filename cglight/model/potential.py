@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 
-from cglight.data import keys
+from cglight.data import keys, mixed
 from cglight.energy import CGEnergy, ModelOutput
 from cglight.energy.autograd_probe import check_autograd_order
 from cglight.energy.backbone import BackboneConfig, backbone_config
@@ -124,7 +124,7 @@ class CGPotential(L.LightningModule):
 
         Args:
             batches: batches of TRAINING frames only (dicts with at least ``pos``, ``bead_types``
-                and the keys the losses read; one system per batch), identical on every rank:
+                and the keys the losses read; one system per batch, or mixed batches), identical on every rank:
                 e.g. ``datamodule.calibration_batches(model.hparams.calibration_frames)``.
             systems: name → an object with ``temperature`` (K), ``bead_types`` and ``bonds``
                 (``cglight.data.manifest.SystemInfo``), for every system the batches come from.
@@ -141,9 +141,10 @@ class CGPotential(L.LightningModule):
         seen: list[tuple[Tensor, Tensor]] = []
 
         def tap(stream: Iterable[Mapping[str, Tensor]]):
-            for batch in stream:
-                seen.append((batch[keys.POS].detach().cpu(), batch[keys.BEAD_TYPES].cpu()))
-                yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            for each in stream:
+                for batch in mixed.split(each) if mixed.is_mixed(each) else [each]:  # one molecule at a time
+                    seen.append((batch[keys.POS].detach().cpu(), batch[keys.BEAD_TYPES].cpu()))
+                    yield {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
         stream = tap(batches)
         if not self.objective.calibrated:
@@ -196,15 +197,32 @@ class CGPotential(L.LightningModule):
         log.info("fitted priors: %s", plot_priors(self.core.priors, self.prior_curves, folder / PRIORS_PNG))
 
     # ----------------------------------------------------------------- training
+    def loss(self, batch: Mapping[str, Tensor], train: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective of ``batch`` (total, logged terms), as a training (``train``) or evaluation step computes it.
+
+        A mixed batch (several systems, ``cglight.data.mixed``) is split per system; all systems
+        are evaluated in one backbone call (:meth:`CGEnergy.evaluate_groups`) and every loss term
+        sees one system at a time; terms combine as the frame-weighted mean over the systems
+        (:meth:`Objective.combine`), i.e. the loss of the batch is the frame-weighted mean of
+        the losses of its molecules taken one at a time.
+        """
+        with torch.enable_grad():
+            if mixed.is_mixed(batch):
+                groups = mixed.split(batch)
+                outputs = self.core.evaluate_groups([(g[keys.POS], g[keys.BEAD_TYPES], None) for g in groups], create_graph=True)
+            else:
+                groups = [batch]
+                outputs = [self.evaluate(batch[keys.POS], batch[keys.BEAD_TYPES], create_graph=True)]
+            for out in outputs:
+                out.create_graph = train
+            return self.objective.combine(list(zip(groups, outputs, strict=True)))
+
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         if torch.is_inference_mode_enabled():
             raise ConfigError("Hessian-vector products need autograd during evaluation: set trainer.inference_mode: false")
-        with torch.enable_grad():
-            out = self.evaluate(batch[keys.POS], batch[keys.BEAD_TYPES], create_graph=True)
-            out.create_graph = stage == "train"
-            total, logs = self.objective(batch, out)
-        size = batch[keys.POS].shape[0]
         train = stage == "train"
+        total, logs = self.loss(batch, train=train)
+        size = mixed.frames(batch)
         # training terms per step (train/<name>), evaluation terms per epoch (val/<name>, test/<name>)
         self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, batch_size=size, on_step=train, on_epoch=not train, sync_dist=not train)
         self.log(f"{stage}_loss", logs["loss"], batch_size=size, on_step=False, on_epoch=True, prog_bar=True, sync_dist=not train)

@@ -112,14 +112,7 @@ class LangevinIntegrator:
         return state
 
     def _forces(self, state: LangevinState) -> Tensor:
-        ok = state.alive & torch.isfinite(state.pos).flatten(1).all(1)
-        if bool(ok.all()):  # the usual case: one call on the whole batch, no gather/scatter
-            return self.force_fn(state.pos).detach().to(state.pos)
-        forces = torch.zeros_like(state.pos)
-        idx = ok.nonzero().squeeze(-1)
-        if len(idx):
-            forces[idx] = self.force_fn(state.pos[idx]).detach().to(forces)
-        return forces
+        return _forces_of([state], lambda pos: [self.force_fn(p) for p in pos])[0]
 
     def _retire(self, state: LangevinState, prev_pos: Tensor, prev_vel: Tensor, prev_forces: Tensor) -> None:
         finite = torch.isfinite(state.pos).flatten(1).all(1) & torch.isfinite(state.forces).flatten(1).all(1)
@@ -137,26 +130,89 @@ class LangevinIntegrator:
     @torch.no_grad()
     def run(self, state: LangevinState, steps: int, callback: Callable[[LangevinState], None] | None = None) -> LangevinState:
         """Advance ``state`` by ``steps`` BAOAB steps in place; ``callback(state)`` after each."""
-        g = torch.Generator(device=state.pos.device)
-        g.set_state(state.rng)
+        each = None if callback is None else (lambda states: callback(states[0]))
+        run_together([self], [state], steps, lambda pos: [self.force_fn(p) for p in pos], each)
+        return state
+
+    def _drift(self, state: LangevinState, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """The step up to the new positions (B A O A); returns the state before it."""
         masses = self.masses.to(state.pos)
         noise = ((1 - self.c**2) * self.kt / masses).sqrt()[:, None]
         half = 0.5 * self.h
-        for _ in range(steps):
-            prev = (state.pos, state.vel, state.forces)  # never modified in place below
-            live = state.alive[:, None, None]
-            vel = state.vel + half * self._accel(state.forces, masses)
-            pos = state.pos + half * vel
-            xi = torch.randn(state.pos.shape, generator=g, device=state.pos.device, dtype=state.pos.dtype)
-            vel = self.c * vel + noise * xi
-            pos = pos + half * vel
-            state.pos = torch.where(live, pos, state.pos)
-            state.vel = vel
-            state.forces = self._forces(state)
-            state.vel = torch.where(live, state.vel + half * self._accel(state.forces, masses), prev[1])
-            state.step += 1
-            self._retire(state, *prev)
-            if callback is not None:
-                callback(state)
+        prev = (state.pos, state.vel, state.forces)  # never modified in place below
+        live = state.alive[:, None, None]
+        vel = state.vel + half * self._accel(state.forces, masses)
+        pos = state.pos + half * vel
+        xi = torch.randn(state.pos.shape, generator=g, device=state.pos.device, dtype=state.pos.dtype)
+        vel = self.c * vel + noise * xi
+        pos = pos + half * vel
+        state.pos = torch.where(live, pos, state.pos)
+        state.vel = vel
+        return prev
+
+    def _kick(self, state: LangevinState, prev: tuple[Tensor, Tensor, Tensor], forces: Tensor) -> None:
+        """The step's last B with the forces at the new positions, then the checks."""
+        masses = self.masses.to(state.pos)
+        live = state.alive[:, None, None]
+        state.forces = forces
+        state.vel = torch.where(live, state.vel + 0.5 * self.h * self._accel(state.forces, masses), prev[1])
+        state.step += 1
+        self._retire(state, *prev)
+
+
+GroupForceFn = Callable[[list[Tensor]], list[Tensor]]
+"""``forces([pos_1 [R_1, n_1, 3], ...]) -> [forces_1, ...]``: several systems' forces in one call."""
+
+
+def _forces_of(states: list[LangevinState], group_force_fn: GroupForceFn) -> list[Tensor]:
+    """The forces of every state's live, finite replicas, all states in one call (zero elsewhere)."""
+    picks, pos = [], []
+    for state in states:
+        ok = state.alive & torch.isfinite(state.pos).flatten(1).all(1)
+        if bool(ok.all()):  # the usual case: the whole batch, no gather/scatter
+            picks.append(None)
+            pos.append(state.pos)
+        else:
+            idx = ok.nonzero().squeeze(-1)
+            picks.append(idx)
+            if len(idx):
+                pos.append(state.pos[idx])
+    computed = iter(group_force_fn(pos) if pos else [])
+    out = []
+    for state, idx in zip(states, picks, strict=True):
+        if idx is None:
+            out.append(next(computed).detach().to(state.pos))
+            continue
+        forces = torch.zeros_like(state.pos)
+        if len(idx):
+            forces[idx] = next(computed).detach().to(forces)
+        out.append(forces)
+    return out
+
+
+@torch.no_grad()
+def run_together(integrators: list[LangevinIntegrator], states: list[LangevinState], steps: int,
+                 group_force_fn: GroupForceFn, callback: Callable[[list[LangevinState]], None] | None = None) -> list[LangevinState]:
+    """Advance several systems' states (one integrator each: masses, temperature, seed, checks)
+    by ``steps`` BAOAB steps in place, with ONE force call per step for all of them:
+    ``group_force_fn`` (e.g. ``CGEnergy.forces_groups``, one backbone call). Every system keeps
+    its own random stream, so each follows the same trajectory as when run alone with
+    :meth:`LangevinIntegrator.run` (up to the rounding of the batched force call).
+    ``callback(states)`` after each step."""
+    if len(integrators) != len(states):
+        raise ValueError(f"{len(integrators)} integrators for {len(states)} states")
+    generators = []
+    for state in states:
+        g = torch.Generator(device=state.pos.device)
+        g.set_state(state.rng)
+        generators.append(g)
+    for _ in range(steps):
+        prev = [integ._drift(state, g) for integ, state, g in zip(integrators, states, generators, strict=True)]
+        forces = _forces_of(list(states), group_force_fn)
+        for integ, state, p, f in zip(integrators, states, prev, forces, strict=True):
+            integ._kick(state, p, f)
+        if callback is not None:
+            callback(list(states))
+    for state, g in zip(states, generators, strict=True):
         state.rng = g.get_state()
-        return state
+    return list(states)

@@ -1,8 +1,10 @@
 """``cglight simulate``: Langevin dynamics of a trained CG model from reference starting structures.
 
 For every system of the starting dataset, ``replicas`` copies start from frames drawn (seeded)
-from that system's reference frames and are integrated together, one batched force call per
-step. Output under ``out``::
+from that system's reference frames. All replicas of all systems are integrated together, one
+batched force call per step (``CGEnergy.forces_groups``: one backbone call for molecules of
+different bead counts); every system keeps its own integrator (masses, temperature, random
+stream, bond check), so it follows the trajectory it would follow alone. Output under ``out``::
 
     out/<system>/topology.pdb            CG topology (one residue per bead, CG bonds as CONECT)
     out/<system>/replica-NNN.dcd         one continuous trajectory per replica (Å)
@@ -27,7 +29,7 @@ import torch
 from cglight.data.manifest import read_manifest
 from cglight.errors import ConfigError
 from cglight.progress import progress
-from cglight.simulate.langevin import LangevinIntegrator, LangevinState
+from cglight.simulate.langevin import LangevinIntegrator, LangevinState, run_together
 from cglight.simulate.masses import bead_masses
 from cglight.simulate.trajectory import append_frames, cg_topology, dcd_frames, trim_dcd, write_topology_pdb
 
@@ -97,6 +99,17 @@ def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | Non
 
     def forces(pos: torch.Tensor) -> torch.Tensor:
         return model.forces(pos, bead_types, bonds)
+
+    return forces
+
+
+def group_force_function(energy, bead_types: list[torch.Tensor], bonds: list[list[list[int]] | None] | None = None):
+    """``[pos_1 [R_1, n_1, 3], ...] -> [forces_1, ...]`` of the ``CGEnergy`` ``energy`` for several
+    systems in one backbone call (no graph kept: simulation only); ``bonds`` per system, or looked up."""
+    bonds = bonds or [None] * len(bead_types)
+
+    def forces(pos: list[torch.Tensor]) -> list[torch.Tensor]:
+        return energy.forces_groups([(p, t, b) for p, t, b in zip(pos, bead_types, bonds, strict=True)])
 
     return forces
 
@@ -180,8 +193,9 @@ def simulate(config: SimulateConfig) -> Path:
                 path = out / name / f"replica-{r:03d}.dcd"
                 if dcd_frames(path) > frames[r]:
                     trim_dcd(path, frames[r], info.n_beads)
-        sims[name] = dict(integ=integ, state=state, frames=frames, top=top)
+        sims[name] = dict(integ=integ, state=state, frames=frames, top=top, types=types, bonds=info.bonds)
 
+    all_forces = group_force_function(model, [s["types"] for s in sims.values()], [s["bonds"] for s in sims.values()])
     done = min(s["state"].step for s in sims.values())
     dt_ps = config.timestep_fs * 1e-3
     t0, steps0 = time.perf_counter(), done
@@ -189,8 +203,8 @@ def simulate(config: SimulateConfig) -> Path:
                    total=config.steps // config.save_every)
     for step in bar:
         n = min(config.save_every, config.steps - step)
+        run_together([s["integ"] for s in sims.values()], [s["state"] for s in sims.values()], n, all_forces)
         for s in sims.values():
-            s["integ"].run(s["state"], n)
             st = s["state"]
             s.setdefault("buffer", []).append((st.pos.detach().cpu().numpy().copy(), st.alive.cpu().numpy().copy()))
         finished = step + n

@@ -11,7 +11,8 @@ from cglight.data import keys
 
 
 class RecordFrames(Callback):
-    """Write ``<out>/<stage>-rank<r>.json``: ``[stage, epoch, system, [frame_index, ...]]`` per batch.
+    """Write ``<out>/<stage>-rank<r>.json``: ``[stage, epoch, system, [frame_index, ...]]`` per batch
+    (per system of a batch, for mixed batches).
 
     Args:
         out: directory to write into.
@@ -22,7 +23,9 @@ class RecordFrames(Callback):
 
     def _add(self, trainer, stage, batch) -> None:
         if not trainer.sanity_checking:
-            self.rows.append([stage, trainer.current_epoch, int(batch[keys.SYSTEM][0]), batch[keys.FRAME_INDEX].tolist()])
+            system = batch[keys.SYSTEM]
+            for s in dict.fromkeys(system.tolist()):
+                self.rows.append([stage, trainer.current_epoch, s, batch[keys.FRAME_INDEX][system == s].tolist()])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._add(trainer, "train", batch)

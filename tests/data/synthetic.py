@@ -11,8 +11,11 @@ from cglight.data.manifest import Manifest, ShardInfo, SystemInfo, write_manifes
 from cglight.data.shards import write_shard
 
 
-def write_synthetic(root: str | Path, shards: dict[str, list[int]], beads: int = 5, seed: int = 0) -> Path:
-    """A dataset with one system per key of ``shards`` (its shard sizes, in trajectory order).
+def write_synthetic(root: str | Path, shards: dict[str, list[int]], beads: int | dict[str, int] = 5, seed: int = 0,
+                    temperature: float | None = None) -> Path:
+    """A dataset with one system per key of ``shards`` (its shard sizes, in trajectory order) and
+    ``beads`` beads (one count for all, or per system), at ``temperature`` (by default 300 K,
+    310 K, ... by system).
 
     ``frame_index`` numbers each system's frames 0, 1, ... in trajectory order; positions are a
     noisy chain, forces small and the Hessians symmetric, so a tiny model trains on them.
@@ -20,8 +23,10 @@ def write_synthetic(root: str | Path, shards: dict[str, list[int]], beads: int =
     root = Path(root)
     rng = np.random.default_rng(seed)
     systems, infos = {}, []
+    counts = beads if isinstance(beads, dict) else dict.fromkeys(shards, beads)
     for s, (name, sizes) in enumerate(shards.items()):
-        systems[name] = SystemInfo(300.0 + 10 * s, [(i + s) % 4 for i in range(beads)], [f"B{i}" for i in range(beads)],
+        beads = counts[name]
+        systems[name] = SystemInfo(300.0 + 10 * s if temperature is None else temperature, [(i + s) % 4 for i in range(beads)], [f"B{i}" for i in range(beads)],
                                    [[i, i + 1] for i in range(beads - 1)], "custom", "full")
         start = 0
         for k, f in enumerate(sizes):

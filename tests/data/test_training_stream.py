@@ -20,12 +20,14 @@ from tests.data.test_stream import SHARDS, TEST, TRAIN, VAL
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _config(tmp: Path, data: Path, run: str, callbacks: list[dict], workers: int = 0, batch_size: int = 8, window: int = 16) -> str:
+def _config(tmp: Path, data: Path, run: str, callbacks: list[dict], workers: int = 0, batch_size: int = 8, window: int = 16,
+            mix: bool = False) -> str:
     config = {
         "seed_everything": 0,
         "model": {"backbone": {"name": "graph-network", "embedding_dimension": 16, "num_layers": 1, "cutoff_upper": 8.0},
                   "losses": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 2}}},
-        "data": {"path": str(data), "batch_size": batch_size, "num_workers": workers, "block_frames": 4, "window_frames": window},
+        "data": {"path": str(data), "batch_size": batch_size, "num_workers": workers, "block_frames": 4, "window_frames": window,
+                 "mix_systems": mix},
         "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                     "enable_model_summary": False, "log_every_n_steps": 1, "default_root_dir": str(tmp / run),
                     "callbacks": [
@@ -99,6 +101,23 @@ def test_fit_validates_on_val_and_test_reads_the_test_split(trained):
     ckpt = str(_ckpt(tmp, "A", "epoch=1"))
     assert main(["test", "--config", _config(tmp, data, "T", [_recorder(tmp / "rec")]), "--ckpt_path", ckpt]) == 0
     assert {(s, f) for stage, e, s, fs in _rows(tmp / "rec" / "test-rank0.json") for f in fs} == TEST
+
+
+@pytest.mark.slow
+def test_mixed_batches_train_and_resume_mid_epoch_exactly(tmp_path):
+    """data.mix_systems on molecules of 5 and 8 beads at 300 and 310 K: each epoch trains every
+    training frame once, and a mid-epoch resume ends with the same weights."""
+    data = write_synthetic(tmp_path / "ds", SHARDS, beads={"a": 5, "b": 8})
+    assert main(["fit", "--config", _config(tmp_path, data, "A", [_recorder(tmp_path / "rec")], mix=True)]) == 0
+    rows = _rows(tmp_path / "rec" / "fit-rank0.json")
+    for epoch in (0, 1):
+        assert sorted((s, f) for stage, e, s, fs in rows if stage == "train" and e == epoch for f in fs) == sorted(TRAIN)
+    assert len({s for stage, e, s, fs in rows if stage == "train"}) == 2
+    final = _weights(_ckpt(tmp_path, "A", "epoch=1"))
+    # 13 batches an epoch: step 20 is batch 7 of epoch 1
+    assert main(["fit", "--config", _config(tmp_path, data, "C", [], mix=True), "--ckpt_path", str(_ckpt(tmp_path, "A", "step=20"))]) == 0
+    resumed = _weights(_ckpt(tmp_path, "C", "epoch=1"))
+    assert all(torch.allclose(resumed[k], final[k], rtol=1e-5, atol=1e-7) for k in final)
 
 
 def _ddp(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

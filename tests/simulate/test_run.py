@@ -139,3 +139,24 @@ def test_configurational_temperature_of_a_simulated_cg_model(checkpoint, tiny_da
     assert se < 0.03 * kt(300.0)
     print(f"configurational temperature {t_conf / kt(300.0) * 300.0:.1f} K ± {se / kt(300.0) * 300.0:.1f} K")
     assert abs(t_conf - kt(300.0)) < 4 * se + 0.01 * kt(300.0), (t_conf, kt(300.0), se)
+
+
+@pytest.mark.slow
+def test_simulate_runs_two_systems_in_one_force_call_as_if_alone(checkpoint, tmp_path):
+    """Two systems of one run share each step's force call; system a follows the trajectory it
+    follows when simulated alone (same seed), to float32 rounding."""
+    from tests.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "ds", {"a": [12], "b": [12]}, temperature=300.0)
+    masses = ["--masses", "[12.0, 14.0, 12.0, 12.0, 14.0]"]
+    assert _simulate(checkpoint, data, tmp_path / "both", 60, masses) == 0
+    assert _simulate(checkpoint, data, tmp_path / "alone", 60, [*masses, "--systems", "[a]"]) == 0
+    summary = json.loads((tmp_path / "both/simulation.json").read_text())["systems"]
+    assert summary["a"]["steps"] == summary["b"]["steps"] == 60
+    top = str(tmp_path / "both/a/topology.pdb")
+    for r in range(4):
+        both = md.load(str(tmp_path / f"both/a/replica-{r:03d}.dcd"), top=top).xyz
+        alone = md.load(str(tmp_path / f"alone/a/replica-{r:03d}.dcd"), top=top).xyz
+        assert both.shape == alone.shape and both.shape[0] >= 1
+        np.testing.assert_allclose(both, alone, atol=1e-4)
+    assert not (tmp_path / "alone/b").exists()
