@@ -19,7 +19,9 @@ The comparison config (YAML):
       force+hvp: {force: {weight: 1.0}, hvp: {weight: 0.1, probes: 4}}
       force+hvp_cov: {force: {weight: 1.0}, hvp_cov: {weight: 0.1, probes: 4}}
     simulate: configs/simulate/ala2.yaml
+    simulate_args: [--replicas, "16"]      # extra simulate options shared by every run
     evaluate: configs/evaluate/ala2.yaml
+    evaluate_args: []
     pmf_hessian: {frames: 4, samples: 2000}
 """
 
@@ -133,10 +135,10 @@ def main() -> None:
                                      "--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir / "fit"),
                                      "--trainer.logger.init_args.save_dir", str(run_dir / "fit")], run_dir / "fit.log")
             if not (run_dir / "eval/metrics.json").is_file():
-                timing["simulate"] = run(["simulate", "--config", config["simulate"], "--checkpoint", str(ckpt), "--seed", str(seed),
-                                          "--out", str(run_dir / "sim")], run_dir / "simulate.log")
-                timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--simulation", str(run_dir / "sim"),
-                                          "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
+                timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []), "--checkpoint", str(ckpt),
+                                          "--seed", str(seed), "--out", str(run_dir / "sim")], run_dir / "simulate.log")
+                timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], *config.get("evaluate_args", []),
+                                          "--simulation", str(run_dir / "sim"), "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
             metrics = next(iter(json.loads((run_dir / "eval/metrics.json").read_text())["systems"].values()))
             if reference is not None:
                 metrics["pmf_hessian_error"] = hessian_error(ckpt, reference, bead_types)

@@ -11,21 +11,32 @@ import pytest
 from cglight.cli import main
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tiny_dataset, tmp_path_factory):
+def _trained(data, folder, priors):
     import lightning as L
 
     from cglight import CGDataModule, CGPotential
 
     L.seed_everything(0)
-    priors = {"bonds": {}, "angles": {}, "dihedrals": {"terms": 2}, "repulsion": {"min_bonds_apart": 4}}
     model = CGPotential(backbone={"embedding_dimension": 16, "num_layers": 1}, priors=priors, losses={"force": {"weight": 1.0}})
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         inference_mode=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=CGDataModule(str(tiny_dataset), batch_size=8))
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    trainer.fit(model, datamodule=CGDataModule(str(data), batch_size=8))
+    path = folder / "model.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_dataset, tmp_path_factory):
+    """A tiny model with the quickstart's priors, fitted on alanine dipeptide."""
+    priors = {"bonds": {}, "angles": {}, "dihedrals": {"terms": 2}, "repulsion": {"min_bonds_apart": 4}}
+    return _trained(tiny_dataset, tmp_path_factory.mktemp("ckpt"), priors)
+
+
+@pytest.fixture(scope="module")
+def network_checkpoint(tiny_dataset, tmp_path_factory):
+    """A tiny model without priors: it evaluates molecules of any bead types (synthetic systems)."""
+    return _trained(tiny_dataset, tmp_path_factory.mktemp("ckpt_net"), None)
 
 
 def _simulate(ckpt, data, out, steps, extra=()):
@@ -142,15 +153,15 @@ def test_configurational_temperature_of_a_simulated_cg_model(checkpoint, tiny_da
 
 
 @pytest.mark.slow
-def test_simulate_runs_two_systems_in_one_force_call_as_if_alone(checkpoint, tmp_path):
+def test_simulate_runs_two_systems_in_one_force_call_as_if_alone(network_checkpoint, tmp_path):
     """Two systems of one run share each step's force call; system a follows the trajectory it
     follows when simulated alone (same seed), to float32 rounding."""
     from tests.data.synthetic import write_synthetic
 
     data = write_synthetic(tmp_path / "ds", {"a": [12], "b": [12]}, temperature=300.0)
     masses = ["--masses", "[12.0, 14.0, 12.0, 12.0, 14.0]"]
-    assert _simulate(checkpoint, data, tmp_path / "both", 60, masses) == 0
-    assert _simulate(checkpoint, data, tmp_path / "alone", 60, [*masses, "--systems", "[a]"]) == 0
+    assert _simulate(network_checkpoint, data, tmp_path / "both", 60, masses) == 0
+    assert _simulate(network_checkpoint, data, tmp_path / "alone", 60, [*masses, "--systems", "[a]"]) == 0
     summary = json.loads((tmp_path / "both/simulation.json").read_text())["systems"]
     assert summary["a"]["steps"] == summary["b"]["steps"] == 60
     top = str(tmp_path / "both/a/topology.pdb")
