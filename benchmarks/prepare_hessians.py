@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cglight.cli import load_prepare_config
+from cglight.prepare.config_file import load_prepare_config
 from cglight.prepare import prepare_dataset
 from cglight.prepare.hessian import ProjectedHessian
 from cglight.prepare.mapping import make_map

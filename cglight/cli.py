@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 from cglight.errors import CGLightError
 
@@ -52,40 +51,12 @@ def _setup() -> None:
         log.setLevel(logging.INFO)
 
 
-def _prepare_parser():
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    from cglight.prepare.pipeline import PrepareConfig
-
-    parser = ArgumentParser(prog="cglight prepare", description=COMMANDS["prepare"], default_env=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
-    parser.add_argument("--out", type=str, required=True, help="dataset directory to create")
-    parser.add_argument("--overwrite", type=bool, default=False, help="replace an existing dataset at --out")
-    parser.add_argument("--part", type=str, default="1/1", help="prepare the I-th of N slices of the work (I/N); join with `cglight data merge`")
-    parser.add_class_arguments(PrepareConfig, as_group=True)
-    return parser
-
-
-def _prepare_config(values):
-    from cglight.prepare.pipeline import PrepareConfig
-
-    return PrepareConfig(**{k: values[k] for k in PrepareConfig.__dataclass_fields__})
-
-
 def prepare_main(argv: list[str]) -> None:
+    from cglight.prepare.config_file import prepare_config, prepare_parser
     from cglight.prepare.pipeline import Part, prepare_dataset
 
-    values = _prepare_parser().parse_args(argv)
-    prepare_dataset(_prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
-
-
-def load_prepare_config(path: str | os.PathLike):
-    """Read a ``cglight prepare`` YAML (the same keys as the command line) into a PrepareConfig."""
-    from cglight.errors import ConfigError
-
-    if not Path(path).is_file():
-        raise ConfigError(f"prepare config {path} does not exist")
-    return _prepare_config(_prepare_parser().parse_args(["--config", str(path), "--out", "unused"]))
+    values = prepare_parser(COMMANDS["prepare"]).parse_args(argv)
+    prepare_dataset(prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
 
 
 def _dataclass_main(argv: list[str], command: str, config_cls, run) -> None:

@@ -107,7 +107,7 @@ class CGDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if (self.path / MANIFEST).is_file() or self.build is None:
             return
-        from cglight.cli import load_prepare_config
+        from cglight.prepare.config_file import load_prepare_config
         from cglight.prepare.pipeline import prepare_dataset
 
         config = load_prepare_config(self.build)
