@@ -78,28 +78,13 @@ def loader_throughput(path: Path, window: int | None, epochs: int = 2) -> tuple[
 
 def consumption(path: Path, repeats: int = 10, warmup: int = 3) -> float:
     """Frames/s one training step of the quickstart model consumes."""
-    import torch
+    from step_time import step_times
 
     from cglight.data import ShardDataset
-    from cglight.model import BackboneConfig, CGPotential
 
-    torch.manual_seed(0)
     batch = ShardDataset(path).__getitems__(list(range(32)))
     losses = {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 4}}
-    model = CGPotential(backbone=BackboneConfig(embedding_dimension=64, num_layers=3, cutoff_upper=8.0), losses=losses).train()
-    model.objective.calibrate([batch])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    times = []
-    for i in range(warmup + repeats):
-        t = time.perf_counter()
-        out = model.evaluate(batch[keys.POS], batch[keys.BEAD_TYPES], create_graph=True)
-        loss, _ = model.objective(batch, out)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    return 32 / statistics.median(times)
+    return 32 / statistics.median(step_times(losses, batch, repeats, warmup))
 
 
 def _epoch_rss(path: str, window: int) -> None:
