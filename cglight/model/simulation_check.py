@@ -28,7 +28,7 @@ from cglight.evaluate.run import reference_trajectories
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.simulate.langevin import LangevinIntegrator
 from cglight.simulate.masses import bead_masses
-from cglight.simulate.run import force_function
+from cglight.simulate.run import bond_check, force_function
 
 log = logging.getLogger("cglight")
 
@@ -96,15 +96,13 @@ class SimulationValidation(Callback):
         metrics: dict[str, list[float]] = {"kl": [], "js": [], "stopped": []}
         rng = np.random.default_rng([self.seed, trainer.current_epoch])
         for name, s in self._cache.items():
-            info, b = s["info"], torch.as_tensor(s["bonds"])
+            info = s["info"]
             start = torch.as_tensor(s["frames"][rng.choice(len(s["frames"]), self.replicas)], dtype=torch.float32, device=pl_module.device)
             types = torch.tensor(info.bead_types, device=pl_module.device)
 
-            def check(pos: torch.Tensor, b=b.to(pl_module.device), limit=s["limit"]) -> torch.Tensor:
-                return (pos[:, b[:, 0]] - pos[:, b[:, 1]]).norm(dim=-1).amax(-1) < limit if len(b) else torch.ones(len(pos), dtype=torch.bool)
-
             integ = LangevinIntegrator(force_function(pl_module.core, types, info.bonds), torch.tensor(s["masses"], dtype=torch.float32), info.temperature,
-                                       self.timestep_fs, self.friction, seed=self.seed + trainer.current_epoch, check_fn=check)
+                                       self.timestep_fs, self.friction, seed=self.seed + trainer.current_epoch,
+                                       check_fn=bond_check(s["bonds"], s["limit"], pl_module.device))
             state = integ.init_state(start)
             frames = []
             for _ in range(self.steps // self.save_every):

@@ -134,10 +134,11 @@ def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.nda
     return np.concatenate(pos).astype(np.float32)
 
 
-def _bond_check(bonds: list[list[int]], limit: float):
-    if not bonds:
+def bond_check(bonds: list[list[int]], limit: float, device: str | torch.device = "cpu"):
+    """``check_fn`` for :class:`LangevinIntegrator`: every CG bond shorter than ``limit`` (Å); None without bonds."""
+    if len(bonds) == 0:
         return None
-    b = torch.tensor(bonds)
+    b = torch.as_tensor(bonds, device=device)
 
     def check(pos: torch.Tensor) -> torch.Tensor:
         return (pos[:, b[:, 0]] - pos[:, b[:, 1]]).norm(dim=-1).amax(-1) < limit
@@ -178,7 +179,7 @@ def simulate(config: SimulateConfig) -> Path:
         types = torch.tensor(info.bead_types, device=config.device)
         integ = LangevinIntegrator(
             force_function(model, types, info.bonds), torch.tensor(masses, dtype=torch.float32), config.temperature or info.temperature,
-            config.timestep_fs, config.friction_per_ps, seed=config.seed + i, check_fn=_bond_check(info.bonds, limit),
+            config.timestep_fs, config.friction_per_ps, seed=config.seed + i, check_fn=bond_check(info.bonds, limit, config.device),
         )
         (out / name).mkdir(parents=True, exist_ok=True)
         top = cg_topology(info.bead_names, info.bonds)
