@@ -19,19 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from cglight.errors import CGLightError
 
-COMMANDS = {
-    "prepare": "build a dataset: all-atom OpenMM MD, CG map, mapped forces, projected Hessians, shards",
-    "fit": "train a CG potential (LightningCLI; --config FILE, --print_config)",
-    "validate": "evaluate the losses on the validation split (LightningCLI)",
-    "test": "evaluate the losses on the test split (LightningCLI)",
-    "simulate": "Langevin dynamics of a trained model from reference starts (--config FILE)",
-    "evaluate": "compare simulated and reference ensembles: TICA, KL/JS, plots, report (--config FILE)",
-    "plugins": "list the registered loss plugins",
-    "data": "inspect and join datasets: info DIR, verify DIR, merge OUT PART_DIR...",
-}
 log = logging.getLogger("cglight")
 RUNS = "runs"  # the default directory of logs and checkpoints, unless trainer.default_root_dir is set
 
@@ -55,7 +46,7 @@ def prepare_main(argv: list[str]) -> None:
     from cglight.prepare.config_file import prepare_config, prepare_parser
     from cglight.prepare.pipeline import Part, prepare_dataset
 
-    values = prepare_parser(COMMANDS["prepare"]).parse_args(argv)
+    values = prepare_parser(COMMANDS["prepare"][0]).parse_args(argv)
     prepare_dataset(prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
 
 
@@ -63,7 +54,7 @@ def _dataclass_main(argv: list[str], command: str, config_cls, run) -> None:
     """A subcommand whose options are the fields of ``config_cls`` (YAML via --config, or flags)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog=f"cglight {command}", description=COMMANDS[command], default_env=False)
+    parser = ArgumentParser(prog=f"cglight {command}", description=COMMANDS[command][0], default_env=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     parser.add_class_arguments(config_cls, as_group=True)
     values = parser.parse_args(argv)
@@ -92,7 +83,7 @@ def plugins_main(argv: list[str]) -> None:
     from cglight.losses.registry import GROUP, discover
 
     if argv and argv[0] in ("-h", "--help"):
-        print(f"usage: cglight plugins\n\n{COMMANDS['plugins']} (entry-point group '{GROUP}')")
+        print(f"usage: cglight plugins\n\n{COMMANDS['plugins'][0]} (entry-point group '{GROUP}')")
         return
     entries = discover()
     print(f"loss plugins (entry-point group '{GROUP}'):")
@@ -161,11 +152,28 @@ def _logs_under_root_dir(trainer) -> None:
             init["save_dir"] = str(root)
 
 
+def _lightning(command: str) -> Callable[[list[str]], None]:
+    return lambda argv: _lightning_main([command, *argv])
+
+
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
+    "prepare": ("build a dataset: all-atom OpenMM MD, CG map, mapped forces, projected Hessians, shards", prepare_main),
+    "fit": ("train a CG potential (LightningCLI; --config FILE, --print_config)", _lightning("fit")),
+    "validate": ("evaluate the losses on the validation split (LightningCLI)", _lightning("validate")),
+    "test": ("evaluate the losses on the test split (LightningCLI)", _lightning("test")),
+    "simulate": ("Langevin dynamics of a trained model from reference starts (--config FILE)", simulate_main),
+    "evaluate": ("compare simulated and reference ensembles: TICA, KL/JS, plots, report (--config FILE)", evaluate_main),
+    "plugins": ("list the registered loss plugins", plugins_main),
+    "data": ("inspect and join datasets: info DIR, verify DIR, merge OUT PART_DIR...", data_main),
+}
+"""Every subcommand: its one-line description and the function that runs it (exit status or None)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: cglight {" + ",".join(COMMANDS) + "} ...\n\ncommands:")
-        for name, text in COMMANDS.items():
+        for name, (text, _) in COMMANDS.items():
             print(f"  {name:<9} {text}")
         print("\nRun `cglight COMMAND --help` for the options of a command.")
         return 0
@@ -175,22 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _setup()
     try:
-        if command == "prepare":
-            prepare_main(rest)
-        elif command == "plugins":
-            plugins_main(rest)
-        elif command == "simulate":
-            simulate_main(rest)
-        elif command == "evaluate":
-            evaluate_main(rest)
-        elif command == "data":
-            return data_main(rest)
-        else:
-            _lightning_main([command, *rest])
+        return COMMANDS[command][1](rest) or 0
     except CGLightError as exc:
         print(f"cglight: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
