@@ -133,7 +133,7 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     plots.free_energy_1d(out / "tic1.png", r1[:, 0], m1[:, 0], energy, "TIC1", name)
     rp, mp = np.concatenate(ref), np.concatenate(mod)
     bonds = np.asarray(info.bonds, dtype=np.int64).reshape(-1, 2)
-    triples = chain_angles(info.bonds)
+    triples = chain_angles(info.n_beads, info.bonds)
     panels = []
     if len(bonds):
         rb, mb = bond_lengths(rp, bonds), bond_lengths(mp, bonds)
