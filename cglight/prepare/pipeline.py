@@ -30,7 +30,7 @@ from cglight.data.manifest import MANIFEST, SystemInfo
 from cglight.data.shards import sha256, write_shard
 from cglight.data.workdir import WorkDir, atomic_write_text, md_unit, shard_unit
 from cglight.errors import ConfigError, DatasetError
-from cglight.prepare.hessian import MODES, ProjectedHessian
+from cglight.prepare.hessian import MODES, ProjectedHessian, evaluate_refined, refine_steps
 from cglight.prepare.mapping import CGMap, make_map
 from cglight.prepare.reference import as_stored, langevin_frames, make_context, read_dcd, read_trajectory, replica_seed
 from cglight.prepare.systems import build_system, check_constraints, pdb_text
@@ -89,7 +89,11 @@ class PrepareConfig:
     hessian_eps_nm: float = 1.0e-5
     """Central finite-difference step; 1e-5 nm on the Reference platform (≥ 3e-4 nm on CPU)."""
     hessian_max_asymmetry: float = 1.0e-3
-    """Refuse a frame whose finite-difference asymmetry figure exceeds this."""
+    """A frame whose finite-difference asymmetry figure exceeds this is re-evaluated with smaller steps,
+    and refused if it still does."""
+    hessian_refinements: int = 3
+    """How many times a frame above ``hessian_max_asymmetry`` is re-evaluated, each with a 10× smaller
+    step (a kink of the force field, such as OBC's, within the first step; 0: refuse at once)."""
     platform: str = "Reference"
     """OpenMM platform for forces and Hessians (Reference is double precision)."""
     md_platform: str | None = None
@@ -112,6 +116,8 @@ class PrepareConfig:
         for name in ("temperature", "timestep_fs", "friction_per_ps", "hessian_eps_nm", "hessian_max_asymmetry"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"prepare: '{name}' must be positive, got {getattr(self, name)}")
+        if self.hessian_refinements < 0:
+            raise ConfigError(f"prepare: 'hessian_refinements' must be >= 0, got {self.hessian_refinements}")
         if self.heat_temperature is not None and self.heat_temperature <= 0:
             raise ConfigError(f"prepare: 'heat_temperature' must be positive kelvin, got {self.heat_temperature}")
         if self.heat_ps < 0 or (self.heat_ps > 0 and self.heat_temperature is None):
@@ -333,14 +339,20 @@ def _run_shard(job: _Job, index: int) -> dict:
     frames = np.arange(s["start"], s["stop"])
     out: dict[str, list] = {}
     quality = np.zeros(len(frames))
+    refined: list[list[float]] = []
     for j, (i, x) in enumerate(zip(frames, xs, strict=True)):
-        frame = evaluate(x, np.random.default_rng([c.seed, s["replica"], int(i)]))
+        frame, eps, tried = evaluate_refined(evaluate, x, [c.seed, s["replica"], int(i)], c.hessian_max_asymmetry,
+                                             c.hessian_refinements)
         if frame.asymmetry > c.hessian_max_asymmetry:
+            steps = refine_steps(c.hessian_eps_nm, c.hessian_refinements)
             raise DatasetError(
-                f"system '{c.system}', replica {s['replica']}, frame {i}: finite-difference asymmetry {frame.asymmetry:.2e} "
-                f"exceeds hessian_max_asymmetry {c.hessian_max_asymmetry:.1e}; use platform Reference (double precision) "
+                f"system '{c.system}', replica {s['replica']}, frame {i}: finite-difference asymmetry "
+                f"{', '.join(f'{a:.2e}' for a in tried)} at steps {', '.join(f'{e:.0e}' for e in steps)} nm exceeds "
+                f"hessian_max_asymmetry {c.hessian_max_asymmetry:.1e}; use platform Reference (double precision) "
                 "or change hessian_eps_nm"
             )
+        if eps != c.hessian_eps_nm:
+            refined.append([int(i), eps])
         quality[j] = frame.asymmetry
         _tick()
         out.setdefault(keys.FORCES, []).append(frame.forces)
@@ -353,10 +365,13 @@ def _run_shard(job: _Job, index: int) -> dict:
               keys.FRAME_INDEX: frames, keys.REPLICA: np.full(len(frames), s["replica"], dtype=np.int64),
               keys.FD_ASYMMETRY: quality.astype(np.float32)}
     attrs = {"hessian": c.hessian, "hessian_eps_nm": c.hessian_eps_nm, "hessian_max_rel_asymmetry": float(quality.max()),
-             "platform": c.platform, "replica": s["replica"]}
+             "hessian_refined_frames": len(refined), "platform": c.platform, "replica": s["replica"]}
+    if refined:
+        log.info("system '%s', replica %d: %d of %d frames re-evaluated with a smaller finite-difference step "
+                 "(a kink of the force field within the first step)", c.system, s["replica"], len(refined), len(frames))
     digest = write_shard(root / s["path"], arrays, attrs)
     return {"path": s["path"], "frames": len(frames), "replica": s["replica"], "sha256": digest,
-            "max_asymmetry": float(quality.max()), "seconds": time.perf_counter() - t0, "force_evaluations": evaluate.evaluations}
+            "max_asymmetry": float(quality.max()), "refined_frames": refined, "seconds": time.perf_counter() - t0, "force_evaluations": evaluate.evaluations}
 
 
 def _unit(job: _Job, kind: str, index: int) -> tuple[str, int, dict]:

@@ -11,7 +11,7 @@ import openmm as mm
 import pytest
 from openmm import unit
 
-from cglight.prepare.hessian import ProjectedHessian
+from cglight.prepare.hessian import ProjectedHessian, evaluate_refined
 
 KJ_PER_KCAL = 4.184
 
@@ -97,6 +97,47 @@ def test_projected_hessian_of_a_quadratic_system_with_a_centre_of_mass_map():
     # force = −∇u: the linear part plus the constant from the 0.1 nm offset along x
     g = -(np.kron(h_atoms, np.eye(3)) @ x.reshape(-1)) - kappa * 0.1 * np.kron([1.0, -1.0, 0.0], [1.0, 0.0, 0.0])
     np.testing.assert_allclose(frame.forces.reshape(-1), b.T @ g / KJ_PER_KCAL / 10.0, rtol=1e-9, atol=1e-9)
+
+
+def _half_spring_context(k: float, r0: float):
+    """u = k (r − r0)² for r > r0 and 0 inside (C¹: the Hessian jumps at r0), between atoms 0 and 1."""
+    system = mm.System()
+    for _ in range(2):
+        system.addParticle(12.0)
+    spring = mm.CustomBondForce("k*step(r-r0)*(r-r0)^2")
+    spring.addGlobalParameter("k", k)
+    spring.addGlobalParameter("r0", r0)
+    spring.addBond(0, 1, [])
+    system.addForce(spring)
+    return mm.Context(system, mm.VerletIntegrator(0.001), mm.Platform.getPlatformByName("Reference"))
+
+
+def test_a_frame_next_to_a_kink_is_re_evaluated_with_smaller_steps_until_one_sided():
+    """Closed form on the outer side: ∇²u = 2k [uuᵀ + (r − r0)/r (I − uuᵀ)] per pair block."""
+    k, r0, gap = 5000.0, 0.3, 3e-6  # the frame sits 3e-6 nm outside the kink
+    u = np.array([1.0, 0.8, 0.6]) / np.linalg.norm([1.0, 0.8, 0.6])  # every axis step of 1e-5 nm crosses it, of 1e-6 none
+    x = np.stack([np.zeros(3), (r0 + gap) * u])
+    block = 2 * k * (np.outer(u, u) + gap / (r0 + gap) * (np.eye(3) - np.outer(u, u)))
+    exact = np.block([[block, -block], [-block, block]]) / KJ_PER_KCAL / 100.0  # kJ/mol/nm² → kcal/mol/Å²
+    evaluate = ProjectedHessian(_half_spring_context(k, r0), np.eye(2), eps_nm=1e-5)
+
+    straddled, eps, tried = evaluate_refined(evaluate, x, [0], 1e-3, refinements=0)
+    assert eps == 1e-5 and tried == [straddled.asymmetry] and straddled.asymmetry > 1e-2
+    assert np.abs(straddled.hessian - exact).max() > 0.1 * np.abs(exact).max()  # the average of both sides
+
+    frame, eps, tried = evaluate_refined(evaluate, x, [0], 1e-3, refinements=3)
+    assert eps == pytest.approx(1e-6) and len(tried) == 2 and tried[1] < 1e-6
+    np.testing.assert_allclose(frame.hessian, exact, rtol=1e-5, atol=1e-6 * np.abs(exact).max())
+    np.testing.assert_allclose(frame.forces, straddled.forces)  # the forces need no step
+
+
+def test_refinement_keeps_the_probes():
+    evaluate = ProjectedHessian(_half_spring_context(5000.0, 0.3), np.eye(2), eps_nm=1e-5, mode="probes", probes=3)
+    x = np.stack([np.zeros(3), (0.3 + 3e-6) * np.array([1.0, 0.8, 0.6]) / np.linalg.norm([1.0, 0.8, 0.6])])
+    first, _, _ = evaluate_refined(evaluate, x, [4, 2], 1.0, refinements=0)
+    refined, eps, tried = evaluate_refined(evaluate, x, [4, 2], 1e-3, refinements=2)
+    assert eps < 1e-5 and tried[0] > 1e-3 >= tried[-1]
+    np.testing.assert_array_equal(first.probes, refined.probes)
 
 
 @pytest.mark.parametrize("eps", [0.0, -1e-5])
