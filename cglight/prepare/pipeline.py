@@ -47,7 +47,7 @@ class PrepareConfig:
     system: str = "ala2"
     """Name of the system in the manifest (and its folder in the dataset)."""
     molecule: str = "alanine-dipeptide"
-    """Built-in molecule: alanine-dipeptide, chignolin, trpcage or villin (ignored when ``pdb`` is given)."""
+    """Built-in molecule: alanine-dipeptide, tetra-alanine, chignolin, trpcage or villin (ignored when ``pdb`` is given)."""
     solvent: str = "implicit-obc"
     """For built-in molecules: ``implicit-obc`` (AMBER ff99SB-ILDN + OBC GB/SA) or ``vacuum``."""
     pdb: str | None = None

@@ -19,6 +19,7 @@ from cglight.prepare.peptide import add_hydrogens, build_alanine_dipeptide, buil
 
 MOLECULES = {
     "alanine-dipeptide": build_alanine_dipeptide,
+    "tetra-alanine": lambda ff: build_peptide("AAAA", ff),  # uncapped, charged termini
     "chignolin": lambda ff: build_peptide("YYDPETGTWY", ff),  # CLN025
     "trpcage": lambda ff: build_peptide("NLYIQWLKDGGPSSGRPPPS", ff),  # Trp-cage TC5b
     "villin": build_villin,  # HP35 from OpenMM's test.pdb, water and ions removed

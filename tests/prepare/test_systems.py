@@ -22,7 +22,7 @@ FF = ["amber99sbildn.xml", "amber99_obc.xml"]
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "molecule, sequence",
-    [("chignolin", "YYDPETGTWY"), ("trpcage", "NLYIQWLKDGGPSSGRPPPS"),
+    [("tetra-alanine", "AAAA"), ("chignolin", "YYDPETGTWY"), ("trpcage", "NLYIQWLKDGGPSSGRPPPS"),
      ("villin", "LSDEDFKAVFGMTRSAFANLPLWKQHLKKEKGLF")],
 )
 def test_builtin_proteins_prepare_with_a_ca_map(tmp_path, molecule, sequence):
