@@ -182,8 +182,8 @@ def simulate(config: SimulateConfig) -> Path:
         return out
     blocks = split(config.replicas, workers)
     jobs = [
-        BlockJob(w, b.start, len(b), config.checkpoint, config.device, config.timestep_fs, config.friction_per_ps, config.save_every,
-                 config.flush_every, config.steps, specs,
+        BlockJob(w, b.start, len(b), config.checkpoint, config.device, config.timestep_fs, config.friction_per_ps,
+                 config.save_every, config.flush_every, config.steps, specs,
                  starts=[x[b.start:b.stop] for x in starts] if restart is None else None,
                  states=None if restart is None else [state_arrays(s["state"].block(b.start, b.stop)) for s in sims.values()])
         for w, b in enumerate(blocks)
@@ -240,7 +240,7 @@ class _Writer:
         for k, (name, s) in enumerate(self.sims.items()):
             s["state"] = LangevinState.join([state_tensors(states[k]) for _, states in ordered])
             frames = np.concatenate([f[k][0] for f, _ in ordered], axis=1)  # [F, R, n, 3]
-            alive = np.concatenate([f[k][1] for f, _ in ordered], axis=1)  # [F, R]: a stopped replica's frozen frames are not saved
+            alive = np.concatenate([f[k][1] for f, _ in ordered], axis=1)  # [F, R]: a stopped replica's frozen frames: not saved
             for r in range(frames.shape[1]):
                 if alive[:, r].any():
                     append_frames(self.out / name / f"replica-{r:03d}.dcd", s["top"], frames[:, r][alive[:, r]], self.dt_ps,
