@@ -42,11 +42,19 @@ def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | Non
 
 def group_force_function(energy, bead_types: list[torch.Tensor], bonds: list[list[list[int]] | None] | None = None):
     """``[pos_1 [R_1, n_1, 3], ...] -> [forces_1, ...]`` of the ``CGEnergy`` ``energy`` for several
-    systems in one backbone call (no graph kept: simulation only); ``bonds`` per system, or looked up."""
+    systems in one backbone call (no graph kept: simulation only); ``bonds`` per system, or looked up.
+    A system without replicas (``R_i = 0``: all stopped) gets an empty result and no place in the call."""
     bonds = bonds or [None] * len(bead_types)
 
     def forces(pos: list[torch.Tensor]) -> list[torch.Tensor]:
-        return energy.forces_groups([(p, t, b) for p, t, b in zip(pos, bead_types, bonds, strict=True)])
+        if len(pos) != len(bead_types):
+            raise ValueError(f"{len(pos)} position batches for {len(bead_types)} systems")
+        live = [k for k, p in enumerate(pos) if len(p)]
+        computed = energy.forces_groups([(pos[k], bead_types[k], bonds[k]) for k in live]) if live else []
+        out = [torch.zeros_like(p) for p in pos]
+        for k, f in zip(live, computed, strict=True):
+            out[k] = f
+        return out
 
     return forces
 

@@ -149,7 +149,10 @@ class LangevinIntegrator:
         return state
 
     def _forces(self, state: LangevinState) -> Tensor:
-        return _forces_of([state], lambda pos: [self.force_fn(p) for p in pos])[0]
+        return _forces_of([state], self._group_force_fn)[0]
+
+    def _group_force_fn(self, pos: list[Tensor]) -> list[Tensor]:
+        return [self.force_fn(p) if len(p) else torch.zeros_like(p) for p in pos]
 
     def _retire(self, state: LangevinState, prev_pos: Tensor, prev_vel: Tensor, prev_forces: Tensor) -> None:
         finite = torch.isfinite(state.pos).flatten(1).all(1) & torch.isfinite(state.forces).flatten(1).all(1)
@@ -168,7 +171,7 @@ class LangevinIntegrator:
     def run(self, state: LangevinState, steps: int, callback: Callable[[LangevinState], None] | None = None) -> LangevinState:
         """Advance ``state`` by ``steps`` BAOAB steps in place; ``callback(state)`` after each."""
         each = None if callback is None else (lambda states: callback(states[0]))
-        run_together([self], [state], steps, lambda pos: [self.force_fn(p) for p in pos], each)
+        run_together([self], [state], steps, self._group_force_fn, each)
         return state
 
     def _drift(self, state: LangevinState) -> tuple[Tensor, Tensor, Tensor]:
@@ -198,7 +201,8 @@ class LangevinIntegrator:
 
 
 GroupForceFn = Callable[[list[Tensor]], list[Tensor]]
-"""``forces([pos_1 [R_1, n_1, 3], ...]) -> [forces_1, ...]``: several systems' forces in one call."""
+"""``forces([pos_1 [R_1, n_1, 3], ...]) -> [forces_1, ...]``: several systems' forces in one call
+(a system whose replicas have all stopped comes with ``R_i = 0``)."""
 
 
 def _forces_of(states: list[LangevinState], group_force_fn: GroupForceFn) -> list[Tensor]:
@@ -212,17 +216,16 @@ def _forces_of(states: list[LangevinState], group_force_fn: GroupForceFn) -> lis
         else:
             idx = ok.nonzero().squeeze(-1)
             picks.append(idx)
-            if len(idx):
-                pos.append(state.pos[idx])
-    computed = iter(group_force_fn(pos) if pos else [])
+            pos.append(state.pos[idx])  # possibly none: every system keeps its place in the call
+    computed = group_force_fn(pos) if any(len(p) for p in pos) else [torch.zeros_like(p) for p in pos]
     out = []
-    for state, idx in zip(states, picks, strict=True):
+    for state, idx, f in zip(states, picks, computed, strict=True):
         if idx is None:
-            out.append(next(computed).detach().to(state.pos))
+            out.append(f.detach().to(state.pos))
             continue
         forces = torch.zeros_like(state.pos)
         if len(idx):
-            forces[idx] = next(computed).detach().to(forces)
+            forces[idx] = f.detach().to(forces)
         out.append(forces)
     return out
 
