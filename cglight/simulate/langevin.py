@@ -26,8 +26,7 @@ force call), and a state split into blocks of replicas and joined again continue
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch

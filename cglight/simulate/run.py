@@ -150,6 +150,7 @@ def simulate(config: SimulateConfig) -> Path:
         if changed:
             raise ConfigError(f"simulate: {out} holds a run with different {changed}; keep them or choose another 'out'")
     sims, specs, starts = {}, [], []
+    model = load_energy_model(config.checkpoint, config.device)  # a bad checkpoint fails here, before any file is written
     for i, name in enumerate(names):
         info = manifest.systems[name]
         masses = np.asarray(config.masses, dtype=np.float64) if config.masses else bead_masses(root, name, info)
@@ -161,12 +162,18 @@ def simulate(config: SimulateConfig) -> Path:
         )
         specs.append(SystemSpec(name, list(info.bead_types), info.bonds, masses.tolist(), config.temperature or info.temperature,
                                 (config.seed, i), limit))
+        # so do bead types the model cannot evaluate (e.g. priors without their parameters)
+        types = torch.tensor(info.bead_types, device=config.device)
+        force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(config.device))
+        starts.append(start)
+    del model  # every worker loads its own
+    for name, start in zip(names, starts, strict=True):
+        info = manifest.systems[name]
         (out / name).mkdir(parents=True, exist_ok=True)
         top = cg_topology(info.bead_names, info.bonds)
         if restart is None:
             write_topology_pdb(out / name / "topology.pdb", top, start[0])
             state, frames = None, [0] * config.replicas
-            starts.append(start)
         else:
             state = state_tensors(restart["systems"][name]["state"])
             frames = restart["systems"][name]["frames"]

@@ -238,6 +238,18 @@ def test_a_replica_that_blows_up_in_one_worker_is_reported_and_the_rest_go_on(ne
     assert not (tmp_path / "sim/a/replica-003.dcd").exists()  # never saved: it failed at its first step
 
 
+@pytest.mark.slow
+def test_a_model_that_cannot_evaluate_a_system_fails_before_any_file_is_written(checkpoint, tmp_path, capsys):
+    """The workers load the model themselves; the parent still tries it on every system first."""
+    from tests.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "ds", {"a": [4], "b": [4]}, temperature=300.0)  # bead types the ala2 priors never saw
+    masses = ["--masses", "[12.0, 14.0, 12.0, 12.0, 14.0]"]
+    assert _simulate(checkpoint, data, tmp_path / "sim", 40, [*masses, "--workers", "2"]) == 2
+    assert "no fitted parameters" in capsys.readouterr().err
+    assert not (tmp_path / "sim").exists()
+
+
 def test_negative_workers_is_refused_on_one_line(tmp_path, capsys):
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"")
