@@ -6,7 +6,7 @@ thread each). Every ``emit(message)`` of a job reaches ``handle(message)`` in th
 order that job sent them, so the parent alone writes files and draws the progress bar. A job that
 raises stops the others and its exception is raised in the parent (an input error as itself, a bug
 with the worker's traceback); a worker that dies without a word (killed, out of memory) is
-reported with its exit code.
+reported with its exit code; a worker whose parent was killed stops at its next message.
 """
 
 from __future__ import annotations
@@ -55,13 +55,19 @@ def split(total: int, parts: int) -> list[range]:
     return [range(a, a + n) for a, n in zip(starts, sizes, strict=True)]
 
 
-def _work(target: Callable[[Any, Emit], None], index: int, job: Any, messages) -> None:
-    """The body of a worker process."""
+def _work(target: Callable[[Any, Emit], None], index: int, job: Any, messages, parent: int) -> None:
+    """The body of a worker process; it ends itself at its next message once the parent is gone."""
     import torch
 
     torch.set_num_threads(1)
+
+    def emit(message) -> None:
+        if os.getppid() != parent:  # the parent was killed: nobody reads, stop working
+            os._exit(1)
+        messages.put((_MESSAGE, index, message))
+
     try:
-        target(job, lambda message: messages.put((_MESSAGE, index, message)))
+        target(job, emit)
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent
         if not isinstance(exc, CGLightError):
             exc = RuntimeError(f"worker {index} failed:\n{traceback.format_exc()}")
@@ -84,7 +90,7 @@ def run_jobs(target: Callable[[Any, Emit], None], jobs: Sequence[Any], handle: E
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     messages = ctx.Queue()
-    procs = [ctx.Process(target=_work, args=(target, i, job, messages), daemon=True) for i, job in enumerate(jobs)]
+    procs = [ctx.Process(target=_work, args=(target, i, job, messages, os.getpid()), daemon=True) for i, job in enumerate(jobs)]
     for p in procs:
         p.start()
     running, quiet = set(range(len(jobs))), set()

@@ -161,6 +161,48 @@ def test_run_jobs_forwards_messages_in_order_and_raises_a_workers_failure():
         run_jobs(_count, [{"name": "a", "n": 1}, {"name": "b", "n": 1, "die": True}], lambda m: None, poll_s=0.2)
 
 
+ORPHANS = """
+import os, sys, time
+from cglight.simulate.workers import run_jobs
+
+def job(j, emit):
+    print(os.getpid(), flush=True)
+    while True:
+        time.sleep(0.05)
+        emit(j)
+
+run_jobs(job, [0, 1], lambda m: None)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()  # a zombie has stopped
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", ORPHANS], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(parent.stdout.readline()) for _ in range(2)]
+        assert all(_running(p) for p in pids)
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(p) for p in pids)
+
+
 def _simulate(ckpt, data, out, steps, extra=()):
     args = ["simulate", "--checkpoint", str(ckpt), "--starts", str(data), "--out", str(out), "--replicas", "4",
             "--steps", str(steps), "--save_every", "20", "--flush_every", "40", "--seed", "3", *extra]
