@@ -213,7 +213,8 @@ def _simulate(ckpt, data, out, steps, extra=()):
 
 
 def _dcd(out, system, r):
-    return md.load(str(out / system / f"replica-{r:03d}.dcd"), top=str(out / system / "topology.pdb")).xyz
+    """Positions in Å (mdtraj reads nm)."""
+    return 10.0 * md.load(str(out / system / f"replica-{r:03d}.dcd"), top=str(out / system / "topology.pdb")).xyz
 
 
 # Blocks of different sizes call the network with batches of different sizes, whose float32 results
