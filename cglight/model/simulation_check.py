@@ -26,9 +26,9 @@ from cglight.data.manifest import read_manifest
 from cglight.evaluate.divergence import js_samples, kl_samples
 from cglight.evaluate.run import reference_trajectories
 from cglight.evaluate.tica import SlowCoordinates
+from cglight.simulate.block import bond_check, force_function
 from cglight.simulate.langevin import LangevinIntegrator
 from cglight.simulate.masses import bead_masses
-from cglight.simulate.run import bond_check, force_function
 
 log = logging.getLogger("cglight")
 

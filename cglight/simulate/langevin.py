@@ -16,18 +16,24 @@ Units: positions Å, velocities Å/ps, forces kcal/mol/Å, masses amu, time ps. 
 share one force evaluation per step: ``force_fn(pos [R, n, 3]) -> [R, n, 3]`` is called on the
 replicas still alive. A replica whose positions or forces stop being finite, or whose check
 fails (e.g. a bond stretched past a limit), is frozen and reported; the others go on.
+
+Every replica draws its noise from its own stream (:mod:`cglight.simulate.noise`: the noise of
+replica ``r`` at step ``t`` is a function of the replica's key and ``t``), so a replica follows the
+same trajectory whichever replicas share its batch or process (up to the rounding of the batched
+force call), and a state split into blocks of replicas and joined again continues exactly.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from cglight.errors import ConfigError
+from cglight.simulate.noise import normals, replica_keys
 from cglight.units import FS_TO_PS, KCAL_PER_MOL_TO_AMU_A2_PER_PS2, kt
 
 ForceFn = Callable[[Tensor], Tensor]
@@ -37,7 +43,7 @@ CheckFn = Callable[[Tensor], Tensor]
 
 @dataclass
 class LangevinState:
-    """Everything needed to continue a simulation exactly (positions to RNG state)."""
+    """Everything needed to continue a simulation exactly (positions to the replicas' noise keys)."""
 
     pos: Tensor  # [R, n, 3] Å
     vel: Tensor  # [R, n, 3] Å/ps
@@ -46,15 +52,37 @@ class LangevinState:
     alive: Tensor | None = None  # [R] bool
     failures: dict[int, str] = field(default_factory=dict)
     """Replica index → why it was stopped (and at which step)."""
-    rng: Tensor | None = None  # torch.Generator state
+    keys: Tensor | None = None  # [R] int64: each replica's noise key (cglight.simulate.noise)
 
     def state_dict(self) -> dict:
         return {"pos": self.pos, "vel": self.vel, "forces": self.forces, "step": self.step, "alive": self.alive,
-                "failures": dict(self.failures), "rng": self.rng}
+                "failures": dict(self.failures), "keys": self.keys}
 
     @classmethod
     def from_state_dict(cls, d: dict) -> LangevinState:
-        return cls(d["pos"], d["vel"], d["forces"], int(d["step"]), d["alive"], dict(d["failures"]), d["rng"])
+        if "keys" not in d:
+            raise ConfigError("simulate: this restart state holds one random stream per system (written by an older "
+                              "cglight); continue it with that version or start a new 'out'")
+        return cls(d["pos"], d["vel"], d["forces"], int(d["step"]), d["alive"], dict(d["failures"]), d["keys"])
+
+    def block(self, start: int, stop: int) -> LangevinState:
+        """Replicas ``start … stop − 1`` as a state of their own (failures renumbered from 0)."""
+        failures = {r - start: why for r, why in self.failures.items() if start <= r < stop}
+        return LangevinState(self.pos[start:stop].clone(), self.vel[start:stop].clone(), self.forces[start:stop].clone(),
+                             self.step, self.alive[start:stop].clone(), failures, self.keys[start:stop].clone())
+
+    @classmethod
+    def join(cls, blocks: list[LangevinState]) -> LangevinState:
+        """The states of consecutive blocks of replicas (all at the same step) as one state."""
+        steps = {b.step for b in blocks}
+        if len(steps) != 1:
+            raise ValueError(f"blocks at different steps {sorted(steps)} cannot be joined")
+        failures, offset = {}, 0
+        for b in blocks:
+            failures.update({r + offset: why for r, why in b.failures.items()})
+            offset += len(b.pos)
+        cat = lambda name: torch.cat([getattr(b, name) for b in blocks])  # noqa: E731
+        return cls(cat("pos"), cat("vel"), cat("forces"), steps.pop(), cat("alive"), failures, cat("keys"))
 
 
 class LangevinIntegrator:
@@ -66,7 +94,8 @@ class LangevinIntegrator:
         temperature: kelvin.
         timestep_fs: integration step in fs.
         friction_per_ps: collision rate γ in 1/ps.
-        seed: seed of the integrator's own random stream (saved in the state).
+        seed: an integer or a sequence of integers; replica ``r``'s noise stream is keyed by
+            ``(*seed, r)`` (its index among all replicas, see :meth:`init_state`).
         check_fn: optional extra test of every replica after each step.
     """
 
@@ -77,7 +106,7 @@ class LangevinIntegrator:
         temperature: float,
         timestep_fs: float,
         friction_per_ps: float,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         check_fn: CheckFn | None = None,
     ) -> None:
         for name, value in (("temperature", temperature), ("timestep_fs", timestep_fs)):
@@ -98,21 +127,31 @@ class LangevinIntegrator:
     def _accel(self, forces: Tensor, masses: Tensor) -> Tensor:
         return forces * (KCAL_PER_MOL_TO_AMU_A2_PER_PS2 / masses)[..., None]
 
-    def init_state(self, pos: Tensor, vel: Tensor | None = None) -> LangevinState:
-        """A state at ``pos [R, n, 3]`` with Maxwell–Boltzmann velocities (unless given)."""
+    def init_state(self, pos: Tensor, vel: Tensor | None = None, replicas: Sequence[int] | None = None) -> LangevinState:
+        """A state at ``pos [R, n, 3]`` with Maxwell–Boltzmann velocities (unless given).
+
+        ``replicas``: the indices of these replicas among all replicas of the run (default
+        ``0 … R − 1``); they key the noise streams, so a block of replicas started on its own
+        (e.g. ``range(8, 16)``) gets the streams it would get in the whole batch."""
         if pos.dim() != 3 or pos.shape[-1] != 3 or pos.shape[1] != len(self.masses):
             raise ConfigError(f"simulate: starting positions must be [replicas, {len(self.masses)}, 3], got {tuple(pos.shape)}")
-        g = torch.Generator(device=pos.device).manual_seed(self.seed)
+        replicas = range(len(pos)) if replicas is None else replicas
+        if len(replicas) != len(pos):
+            raise ValueError(f"{len(replicas)} replica indices for {len(pos)} starting structures")
+        keys = replica_keys(self.seed, replicas)
         masses = self.masses.to(pos)
         if vel is None:
-            vel = torch.randn(pos.shape, generator=g, device=pos.device, dtype=pos.dtype) * (self.kt / masses).sqrt()[:, None]
+            vel = normals(keys, -1, tuple(pos.shape[1:]), pos.dtype, pos.device) * (self.kt / masses).sqrt()[:, None]
         alive = torch.ones(len(pos), dtype=torch.bool, device=pos.device)
-        state = LangevinState(pos.clone(), vel.clone(), torch.zeros_like(pos), 0, alive, {}, g.get_state())
+        state = LangevinState(pos.clone(), vel.clone(), torch.zeros_like(pos), 0, alive, {}, keys)
         state.forces = self._forces(state)
         return state
 
     def _forces(self, state: LangevinState) -> Tensor:
-        return _forces_of([state], lambda pos: [self.force_fn(p) for p in pos])[0]
+        return _forces_of([state], self._group_force_fn)[0]
+
+    def _group_force_fn(self, pos: list[Tensor]) -> list[Tensor]:
+        return [self.force_fn(p) if len(p) else torch.zeros_like(p) for p in pos]
 
     def _retire(self, state: LangevinState, prev_pos: Tensor, prev_vel: Tensor, prev_forces: Tensor) -> None:
         finite = torch.isfinite(state.pos).flatten(1).all(1) & torch.isfinite(state.forces).flatten(1).all(1)
@@ -131,10 +170,10 @@ class LangevinIntegrator:
     def run(self, state: LangevinState, steps: int, callback: Callable[[LangevinState], None] | None = None) -> LangevinState:
         """Advance ``state`` by ``steps`` BAOAB steps in place; ``callback(state)`` after each."""
         each = None if callback is None else (lambda states: callback(states[0]))
-        run_together([self], [state], steps, lambda pos: [self.force_fn(p) for p in pos], each)
+        run_together([self], [state], steps, self._group_force_fn, each)
         return state
 
-    def _drift(self, state: LangevinState, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    def _drift(self, state: LangevinState) -> tuple[Tensor, Tensor, Tensor]:
         """The step up to the new positions (B A O A); returns the state before it."""
         masses = self.masses.to(state.pos)
         noise = ((1 - self.c**2) * self.kt / masses).sqrt()[:, None]
@@ -143,7 +182,7 @@ class LangevinIntegrator:
         live = state.alive[:, None, None]
         vel = state.vel + half * self._accel(state.forces, masses)
         pos = state.pos + half * vel
-        xi = torch.randn(state.pos.shape, generator=g, device=state.pos.device, dtype=state.pos.dtype)
+        xi = normals(state.keys, state.step, tuple(state.pos.shape[1:]), state.pos.dtype, state.pos.device)
         vel = self.c * vel + noise * xi
         pos = pos + half * vel
         state.pos = torch.where(live, pos, state.pos)
@@ -161,7 +200,8 @@ class LangevinIntegrator:
 
 
 GroupForceFn = Callable[[list[Tensor]], list[Tensor]]
-"""``forces([pos_1 [R_1, n_1, 3], ...]) -> [forces_1, ...]``: several systems' forces in one call."""
+"""``forces([pos_1 [R_1, n_1, 3], ...]) -> [forces_1, ...]``: several systems' forces in one call
+(a system whose replicas have all stopped comes with ``R_i = 0``)."""
 
 
 def _forces_of(states: list[LangevinState], group_force_fn: GroupForceFn) -> list[Tensor]:
@@ -175,17 +215,16 @@ def _forces_of(states: list[LangevinState], group_force_fn: GroupForceFn) -> lis
         else:
             idx = ok.nonzero().squeeze(-1)
             picks.append(idx)
-            if len(idx):
-                pos.append(state.pos[idx])
-    computed = iter(group_force_fn(pos) if pos else [])
+            pos.append(state.pos[idx])  # possibly none: every system keeps its place in the call
+    computed = group_force_fn(pos) if any(len(p) for p in pos) else [torch.zeros_like(p) for p in pos]
     out = []
-    for state, idx in zip(states, picks, strict=True):
+    for state, idx, f in zip(states, picks, computed, strict=True):
         if idx is None:
-            out.append(next(computed).detach().to(state.pos))
+            out.append(f.detach().to(state.pos))
             continue
         forces = torch.zeros_like(state.pos)
         if len(idx):
-            forces[idx] = next(computed).detach().to(forces)
+            forces[idx] = f.detach().to(forces)
         out.append(forces)
     return out
 
@@ -195,24 +234,17 @@ def run_together(integrators: list[LangevinIntegrator], states: list[LangevinSta
                  group_force_fn: GroupForceFn, callback: Callable[[list[LangevinState]], None] | None = None) -> list[LangevinState]:
     """Advance several systems' states (one integrator each: masses, temperature, seed, checks)
     by ``steps`` BAOAB steps in place, with ONE force call per step for all of them:
-    ``group_force_fn`` (e.g. ``CGEnergy.forces_groups``, one backbone call). Every system keeps
-    its own random stream, so each follows the same trajectory as when run alone with
+    ``group_force_fn`` (e.g. ``CGEnergy.forces_groups``, one backbone call). Every replica keeps
+    its own random stream, so each system follows the same trajectory as when run alone with
     :meth:`LangevinIntegrator.run` (up to the rounding of the batched force call).
     ``callback(states)`` after each step."""
     if len(integrators) != len(states):
         raise ValueError(f"{len(integrators)} integrators for {len(states)} states")
-    generators = []
-    for state in states:
-        g = torch.Generator(device=state.pos.device)
-        g.set_state(state.rng)
-        generators.append(g)
     for _ in range(steps):
-        prev = [integ._drift(state, g) for integ, state, g in zip(integrators, states, generators, strict=True)]
+        prev = [integ._drift(state) for integ, state in zip(integrators, states, strict=True)]
         forces = _forces_of(list(states), group_force_fn)
         for integ, state, p, f in zip(integrators, states, prev, forces, strict=True):
             integ._kick(state, p, f)
         if callback is not None:
             callback(list(states))
-    for state, g in zip(states, generators, strict=True):
-        state.rng = g.get_state()
     return list(states)

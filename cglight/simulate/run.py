@@ -1,10 +1,13 @@
 """``cglight simulate``: Langevin dynamics of a trained CG model from reference starting structures.
 
 For every system of the starting dataset, ``replicas`` copies start from frames drawn (seeded)
-from that system's reference frames. All replicas of all systems are integrated together, one
-batched force call per step (``CGEnergy.forces_groups``: one backbone call for molecules of
-different bead counts); every system keeps its own integrator (masses, temperature, random
-stream, bond check), so it follows the trajectory it would follow alone. Output under ``out``::
+from that system's reference frames. The replicas are cut into contiguous blocks, one per worker
+process (``workers``; one on a GPU); each worker integrates its block of every system together,
+one batched force call per step (``CGEnergy.forces_groups``: one backbone call for molecules of
+different bead counts; ``cglight.simulate.block``). Every system keeps its own integrator (masses,
+temperature, bond check) and every replica its own noise stream keyed by (seed, system, replica),
+so a system follows the trajectory it would follow alone and the result does not depend on the
+number of workers. This process gathers the frames and writes every file. Output under ``out``::
 
     out/<system>/topology.pdb            CG topology (one residue per bead, CG bonds as CONECT)
     out/<system>/replica-NNN.dcd         one continuous trajectory per replica (Å)
@@ -29,9 +32,21 @@ import torch
 from cglight.data.manifest import read_manifest
 from cglight.errors import ConfigError
 from cglight.progress import progress
-from cglight.simulate.langevin import LangevinIntegrator, LangevinState, run_together
+from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check, ...: the public helpers, also from here
+    BlockJob,
+    SystemSpec,
+    bond_check,
+    force_function,
+    group_force_function,
+    integrate_block,
+    load_energy_model,
+    state_arrays,
+    state_tensors,
+)
+from cglight.simulate.langevin import LangevinState
 from cglight.simulate.masses import bead_masses
 from cglight.simulate.trajectory import append_frames, cg_topology, dcd_frames, trim_dcd, write_topology_pdb
+from cglight.simulate.workers import run_jobs, split, worker_count
 
 log = logging.getLogger(__name__)
 RESTART = "restart.pt"
@@ -70,6 +85,10 @@ class SimulateConfig:
     masses: list[float] | None = None
     """Bead masses (amu) when the dataset has no map/reference topology to take them from."""
     device: str = "cpu"
+    workers: int = 0
+    """Worker processes on the CPU, each integrating a contiguous block of every system's replicas with
+    one torch thread (0: all cores, at most one per replica). On a GPU one process runs every replica.
+    Does not change the trajectories (one noise stream per replica); may change on continuation."""
 
     def validate(self) -> None:
         if not self.checkpoint:
@@ -85,33 +104,8 @@ class SimulateConfig:
             raise ConfigError(f"simulate: 'flush_every' ({self.flush_every}) must be a multiple of 'save_every' ({self.save_every})")
         if self.max_bond_factor <= 1:
             raise ConfigError(f"simulate: 'max_bond_factor' must be > 1, got {self.max_bond_factor}")
-
-
-def load_energy_model(checkpoint: str, device: str):
-    """The trained energy model of a ``cglight fit`` checkpoint (no Lightning), in evaluation mode."""
-    from cglight.energy import CGEnergy
-
-    return CGEnergy.from_checkpoint(checkpoint, map_location=device).to(device)
-
-
-def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | None = None):
-    """``pos [R, n, 3] -> forces`` of ``model`` for one system (no graph kept: simulation only)."""
-
-    def forces(pos: torch.Tensor) -> torch.Tensor:
-        return model.forces(pos, bead_types, bonds)
-
-    return forces
-
-
-def group_force_function(energy, bead_types: list[torch.Tensor], bonds: list[list[list[int]] | None] | None = None):
-    """``[pos_1 [R_1, n_1, 3], ...] -> [forces_1, ...]`` of the ``CGEnergy`` ``energy`` for several
-    systems in one backbone call (no graph kept: simulation only); ``bonds`` per system, or looked up."""
-    bonds = bonds or [None] * len(bead_types)
-
-    def forces(pos: list[torch.Tensor]) -> list[torch.Tensor]:
-        return energy.forces_groups([(p, t, b) for p, t, b in zip(pos, bead_types, bonds, strict=True)])
-
-    return forces
+        if self.workers < 0:
+            raise ConfigError(f"simulate: 'workers' must be >= 0 (0: all cores), got {self.workers}")
 
 
 def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.ndarray:
@@ -134,16 +128,6 @@ def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.nda
     return np.concatenate(pos).astype(np.float32)
 
 
-def bond_check(bonds: list[list[int]], limit: float, device: str | torch.device = "cpu"):
-    """``check_fn`` for :class:`LangevinIntegrator`: every CG bond shorter than ``limit`` (Å); None without bonds."""
-    if len(bonds) == 0:
-        return None
-    b = torch.as_tensor(bonds, device=device)
-
-    def check(pos: torch.Tensor) -> torch.Tensor:
-        return (pos[:, b[:, 0]] - pos[:, b[:, 1]]).norm(dim=-1).amax(-1) < limit
-
-    return check
 
 
 def simulate(config: SimulateConfig) -> Path:
@@ -155,6 +139,7 @@ def simulate(config: SimulateConfig) -> Path:
     unknown = [n for n in names if n not in manifest.systems]
     if unknown:
         raise ConfigError(f"simulate: systems {unknown} are not in {root} (it has {sorted(manifest.systems)})")
+    workers = worker_count(config.workers, config.device, config.replicas)
     restart_path = out / RESTART
     restart = torch.load(restart_path, weights_only=False) if restart_path.is_file() else None
     if restart is None and out.exists() and any(out.iterdir()):
@@ -164,9 +149,8 @@ def simulate(config: SimulateConfig) -> Path:
         changed = [k for k in FIXED if restart["config"][k] != settings[k]]
         if changed:
             raise ConfigError(f"simulate: {out} holds a run with different {changed}; keep them or choose another 'out'")
-    model = load_energy_model(config.checkpoint, config.device)
-    torch.manual_seed(config.seed)
-    sims = {}
+    sims, specs, starts = {}, [], []
+    model = load_energy_model(config.checkpoint, config.device)  # a bad checkpoint fails here, before any file is written
     for i, name in enumerate(names):
         info = manifest.systems[name]
         masses = np.asarray(config.masses, dtype=np.float64) if config.masses else bead_masses(root, name, info)
@@ -174,46 +158,51 @@ def simulate(config: SimulateConfig) -> Path:
             raise ConfigError(f"simulate: {len(masses)} masses given for system '{name}' of {info.n_beads} beads")
         start = _starts(root, manifest, name, config.replicas, config.seed + i)
         limit = config.max_bond_factor * max(
-            (float(np.linalg.norm(start[:, a] - start[:, b], axis=-1).max()) for a, b in info.bonds), default=0.0
+            (float(np.nanmax(np.linalg.norm(start[:, a] - start[:, b], axis=-1))) for a, b in info.bonds), default=0.0
         )
+        specs.append(SystemSpec(name, list(info.bead_types), info.bonds, masses.tolist(), config.temperature or info.temperature,
+                                (config.seed, i), limit))
+        # so do bead types the model cannot evaluate (e.g. priors without their parameters)
         types = torch.tensor(info.bead_types, device=config.device)
-        integ = LangevinIntegrator(
-            force_function(model, types, info.bonds), torch.tensor(masses, dtype=torch.float32), config.temperature or info.temperature,
-            config.timestep_fs, config.friction_per_ps, seed=config.seed + i, check_fn=bond_check(info.bonds, limit, config.device),
-        )
+        force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(config.device))
+        starts.append(start)
+    del model  # every worker loads its own
+    for name, start in zip(names, starts, strict=True):
+        info = manifest.systems[name]
         (out / name).mkdir(parents=True, exist_ok=True)
         top = cg_topology(info.bead_names, info.bonds)
         if restart is None:
-            state = integ.init_state(torch.from_numpy(start).to(config.device))
             write_topology_pdb(out / name / "topology.pdb", top, start[0])
-            frames = [0] * config.replicas
+            state, frames = None, [0] * config.replicas
         else:
-            state = LangevinState.from_state_dict(restart["systems"][name]["state"])
+            state = state_tensors(restart["systems"][name]["state"])
             frames = restart["systems"][name]["frames"]
             for r in range(config.replicas):  # a run killed between the two writes: drop the extra frames
                 path = out / name / f"replica-{r:03d}.dcd"
                 if dcd_frames(path) > frames[r]:
                     trim_dcd(path, frames[r], info.n_beads)
-        sims[name] = dict(integ=integ, state=state, frames=frames, top=top, types=types, bonds=info.bonds)
+        sims[name] = dict(state=state, frames=frames, top=top)
 
-    all_forces = group_force_function(model, [s["types"] for s in sims.values()], [s["bonds"] for s in sims.values()])
-    done = min(s["state"].step for s in sims.values())
-    dt_ps = config.timestep_fs * 1e-3
-    t0, steps0 = time.perf_counter(), done
-    bar = progress(range(done, config.steps, config.save_every), desc="simulate", unit="frame", initial=done // config.save_every,
-                   total=config.steps // config.save_every)
-    for step in bar:
-        n = min(config.save_every, config.steps - step)
-        run_together([s["integ"] for s in sims.values()], [s["state"] for s in sims.values()], n, all_forces)
-        for s in sims.values():
-            st = s["state"]
-            s.setdefault("buffer", []).append((st.pos.detach().cpu().numpy().copy(), st.alive.cpu().numpy().copy()))
-        finished = step + n
-        elapsed = time.perf_counter() - t0
-        if elapsed > 0:
-            bar.set_postfix(ns_per_day=f"{(finished - steps0) * dt_ps * 1e-3 / elapsed * 86400:.2f}")
-        if finished % config.flush_every == 0 or finished >= config.steps:
-            _flush(out, sims, settings, config, dt_ps)
+    done = 0 if restart is None else min(s["state"].step for s in sims.values())
+    if done >= config.steps:
+        log.info("%s holds %d steps already (steps: %d); nothing to do", out, done, config.steps)
+        return out
+    blocks = split(config.replicas, workers)
+    jobs = [
+        BlockJob(w, b.start, len(b), config.checkpoint, config.device, config.timestep_fs, config.friction_per_ps,
+                 config.save_every, config.flush_every, config.steps, specs,
+                 starts=[x[b.start:b.stop] for x in starts] if restart is None else None,
+                 states=None if restart is None else [state_arrays(s["state"].block(b.start, b.stop)) for s in sims.values()])
+        for w, b in enumerate(blocks)
+    ]
+    if workers > 1:
+        log.info("simulating %d replicas of %d systems in %d worker processes (replicas %s)", config.replicas, len(sims),
+                 workers, ", ".join(f"{b.start}-{b.stop - 1}" for b in blocks))
+    writer = _Writer(out, sims, settings, config, blocks, done)
+    try:
+        run_jobs(integrate_block, jobs, writer)
+    finally:
+        writer.bar.close()
     for name, s in sims.items():
         for r, why in sorted(s["state"].failures.items()):
             log.warning("system %s, replica %d stopped at %s", name, r, why)
@@ -221,29 +210,62 @@ def simulate(config: SimulateConfig) -> Path:
     return out
 
 
-def _flush(out: Path, sims: dict, settings: dict, config: SimulateConfig, dt_ps: float) -> None:
-    """Append buffered frames to the DCDs, then write the restart state atomically."""
-    for name, s in sims.items():
-        buffer = s.pop("buffer", [])
-        if buffer:
-            frames = np.stack([b[0] for b in buffer], 1)  # [R, F, n, 3]
-            alive = np.stack([b[1] for b in buffer], 1)  # [R, F]: a stopped replica's frozen frames are not saved
-            for r in range(frames.shape[0]):
-                if alive[r].any():
-                    append_frames(out / name / f"replica-{r:03d}.dcd", s["top"], frames[r][alive[r]], dt_ps, config.save_every)
-                    s["frames"][r] += int(alive[r].sum())
-    state = {"config": settings, "systems": {n: {"state": s["state"].state_dict(), "frames": s["frames"]} for n, s in sims.items()}}
-    tmp = out / (RESTART + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / RESTART)
-    summary = {
-        "settings": settings,
-        "systems": {
-            n: {"steps": s["state"].step, "frames": sum(s["frames"]), "alive": int(s["state"].alive.sum()),
-                "stopped": {str(r): why for r, why in s["state"].failures.items()}}
-            for n, s in sims.items()
-        },
-    }
-    tmp = out / "simulation.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / "simulation.json")
+class _Writer:
+    """The parent's side: gathers the blocks' messages (``cglight.simulate.block``), draws one
+    progress bar for all of them and, once every block has reached a flush step, writes that
+    step's frames of every replica, then the restart state and the summary."""
+
+    def __init__(self, out: Path, sims: dict, settings: dict, config: SimulateConfig, blocks: list[range], done: int) -> None:
+        self.out, self.sims, self.settings, self.config, self.blocks = out, sims, settings, config, blocks
+        self.dt_ps = config.timestep_fs * 1e-3
+        self.reached, self.pending = [done] * len(blocks), {}
+        self.t0, self.done = time.perf_counter(), done
+        self.bar = progress(None, desc="simulate", unit="frame", initial=done // config.save_every,
+                            total=config.steps // config.save_every)
+
+    def __call__(self, message: tuple) -> None:
+        kind, worker, step = message[:3]
+        if kind == "tick":
+            self.reached[worker] = step
+            shown = min(self.reached) // self.config.save_every
+            if shown > self.bar.n:
+                self.bar.update(shown - self.bar.n)
+            elapsed = time.perf_counter() - self.t0
+            if elapsed > 0:  # each replica's rate (the blocks run side by side)
+                steps = sum(self.reached) / len(self.reached) - self.done
+                self.bar.set_postfix(ns_per_day=f"{steps * self.dt_ps * 1e-3 / elapsed * 86400:.2f}")
+        elif kind == "flush":
+            self.pending.setdefault(step, {})[worker] = message[3:]
+            if len(self.pending[step]) == len(self.blocks):
+                self._flush(self.pending.pop(step))
+        else:
+            raise ValueError(f"unknown message {kind!r} from a simulate worker")
+
+    def _flush(self, parts: dict[int, tuple]) -> None:
+        """Append the frames to the DCDs, then write the restart state atomically, then the summary."""
+        ordered = [parts[w] for w in range(len(self.blocks))]
+        for k, (name, s) in enumerate(self.sims.items()):
+            s["state"] = LangevinState.join([state_tensors(states[k]) for _, states in ordered])
+            frames = np.concatenate([f[k][0] for f, _ in ordered], axis=1)  # [F, R, n, 3]
+            alive = np.concatenate([f[k][1] for f, _ in ordered], axis=1)  # [F, R]: a stopped replica's frozen frames: not saved
+            for r in range(frames.shape[1]):
+                if alive[:, r].any():
+                    append_frames(self.out / name / f"replica-{r:03d}.dcd", s["top"], frames[:, r][alive[:, r]], self.dt_ps,
+                                  self.config.save_every)
+                    s["frames"][r] += int(alive[:, r].sum())
+        state = {"config": self.settings,
+                 "systems": {n: {"state": s["state"].state_dict(), "frames": s["frames"]} for n, s in self.sims.items()}}
+        tmp = self.out / (RESTART + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / RESTART)
+        summary = {
+            "settings": self.settings,
+            "systems": {
+                n: {"steps": s["state"].step, "frames": sum(s["frames"]), "alive": int(s["state"].alive.sum()),
+                    "stopped": {str(r): why for r, why in sorted(s["state"].failures.items())}}
+                for n, s in self.sims.items()
+            },
+        }
+        tmp = self.out / "simulation.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, self.out / "simulation.json")

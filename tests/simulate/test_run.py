@@ -11,34 +11,6 @@ import pytest
 from cglight.cli import main
 
 
-def _trained(data, folder, priors):
-    import lightning as L
-
-    from cglight import CGDataModule, CGPotential
-
-    L.seed_everything(0)
-    model = CGPotential(backbone={"embedding_dimension": 16, "num_layers": 1}, priors=priors, losses={"force": {"weight": 1.0}})
-    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        inference_mode=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=CGDataModule(str(data), batch_size=8))
-    path = folder / "model.ckpt"
-    trainer.save_checkpoint(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_dataset, tmp_path_factory):
-    """A tiny model with the quickstart's priors, fitted on alanine dipeptide."""
-    priors = {"bonds": {}, "angles": {}, "dihedrals": {"terms": 2}, "repulsion": {"min_bonds_apart": 4}}
-    return _trained(tiny_dataset, tmp_path_factory.mktemp("ckpt"), priors)
-
-
-@pytest.fixture(scope="module")
-def network_checkpoint(tiny_dataset, tmp_path_factory):
-    """A tiny model without priors: it evaluates molecules of any bead types (synthetic systems)."""
-    return _trained(tiny_dataset, tmp_path_factory.mktemp("ckpt_net"), None)
-
-
 def _simulate(ckpt, data, out, steps, extra=()):
     args = ["simulate", "--checkpoint", str(ckpt), "--starts", str(data), "--out", str(out), "--replicas", "4",
             "--steps", str(steps), "--save_every", "20", "--flush_every", "40", "--seed", "3", *extra]
@@ -47,7 +19,8 @@ def _simulate(ckpt, data, out, steps, extra=()):
 
 @pytest.mark.slow
 def test_simulate_writes_readable_trajectories_and_restarts_step_for_step(checkpoint, tiny_dataset, tmp_path):
-    assert _simulate(checkpoint, tiny_dataset, tmp_path / "whole", 120) == 0
+    two = ["--workers", "2"]  # the restart state gathered from two worker processes continues step for step
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "whole", 120, two) == 0
     top = tmp_path / "whole/ala2/topology.pdb"
     traj = md.load(str(tmp_path / "whole/ala2/replica-000.dcd"), top=str(top))
     assert traj.n_frames == 6 and traj.n_atoms == 5 and traj.topology.n_bonds == 4
@@ -55,8 +28,8 @@ def test_simulate_writes_readable_trajectories_and_restarts_step_for_step(checkp
     summary = json.loads((tmp_path / "whole/simulation.json").read_text())
     assert summary["systems"]["ala2"]["steps"] == 120
     # the same run in two pieces: continue a finished 80-step run to 120 steps
-    assert _simulate(checkpoint, tiny_dataset, tmp_path / "parts", 80) == 0
-    assert _simulate(checkpoint, tiny_dataset, tmp_path / "parts", 120) == 0
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "parts", 80, two) == 0
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "parts", 120, two) == 0
     for r in range(4):
         a = md.load(str(tmp_path / f"whole/ala2/replica-{r:03d}.dcd"), top=str(top)).xyz
         b = md.load(str(tmp_path / f"parts/ala2/replica-{r:03d}.dcd"), top=str(top)).xyz

@@ -68,3 +68,21 @@ def test_two_systems_together_follow_their_separate_trajectories_step_for_step()
     assert states[0].failures.keys() == {2} and not states[1].failures
     moved = (alone[1][-1] - systems[1][1]).abs().max()
     assert moved > 0.05  # the trajectories went somewhere
+
+
+def test_a_system_whose_replicas_all_stopped_leaves_the_others_on_their_trajectories():
+    """Every replica of the first system is broken from the start (as can happen to a worker's small
+    block); the second system still gets its forces and follows its trajectory when run alone."""
+    energy, systems = _setup()
+    systems[0][1][:] = float("nan")
+    steps = 10
+    types, pos, masses, temperature, seed = systems[1]
+    integ = _integrator(force_function(energy, types), masses, temperature, seed)
+    alone = integ.run(integ.init_state(pos), steps)
+
+    integs = [_integrator(force_function(energy, t), m, temp, seed) for t, _, m, temp, seed in systems]
+    states = [integ.init_state(p) for integ, (_, p, *_) in zip(integs, systems, strict=True)]
+    run_together(integs, states, steps, group_force_function(energy, [s[0] for s in systems]))
+    assert not states[0].alive.any() and sorted(states[0].failures) == [0, 1, 2, 3]
+    torch.testing.assert_close(states[1].pos, alone.pos, rtol=1e-9, atol=1e-9)
+    assert states[1].alive.all()

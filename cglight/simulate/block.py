@@ -1,0 +1,148 @@
+"""A block of replicas of every system, integrated in one process.
+
+``cglight simulate`` cuts the replicas of each system into contiguous blocks (the same replica
+indices for every system); :func:`integrate_block` integrates one block of ALL systems together,
+one batched force call per step (``CGEnergy.forces_groups``), and emits what the parent writes:
+
+    ("tick", worker, step)                            after every saved frame
+    ("flush", worker, step, frames, states)           every ``flush_every`` steps and at the end
+
+``frames`` per system: positions ``[F, replicas, n, 3]`` (float32 Å) and alive flags
+``[F, replicas]``; ``states`` per system: the block's :class:`LangevinState` as NumPy arrays
+(:func:`state_arrays`). Every replica draws its noise from its own stream, keyed by its index in
+the whole run, so a block follows the trajectories the replicas follow in any other split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cglight.simulate.langevin import LangevinIntegrator, LangevinState, run_together
+
+
+def load_energy_model(checkpoint: str, device: str):
+    """The trained energy model of a ``cglight fit`` checkpoint (no Lightning), in evaluation mode."""
+    from cglight.energy import CGEnergy
+
+    return CGEnergy.from_checkpoint(checkpoint, map_location=device).to(device)
+
+
+def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | None = None):
+    """``pos [R, n, 3] -> forces`` of ``model`` for one system (no graph kept: simulation only)."""
+
+    def forces(pos: torch.Tensor) -> torch.Tensor:
+        return model.forces(pos, bead_types, bonds)
+
+    return forces
+
+
+def group_force_function(energy, bead_types: list[torch.Tensor], bonds: list[list[list[int]] | None] | None = None):
+    """``[pos_1 [R_1, n_1, 3], ...] -> [forces_1, ...]`` of the ``CGEnergy`` ``energy`` for several
+    systems in one backbone call (no graph kept: simulation only); ``bonds`` per system, or looked up.
+    A system without replicas (``R_i = 0``: all stopped) gets an empty result and no place in the call."""
+    bonds = bonds or [None] * len(bead_types)
+
+    def forces(pos: list[torch.Tensor]) -> list[torch.Tensor]:
+        if len(pos) != len(bead_types):
+            raise ValueError(f"{len(pos)} position batches for {len(bead_types)} systems")
+        live = [k for k, p in enumerate(pos) if len(p)]
+        computed = energy.forces_groups([(pos[k], bead_types[k], bonds[k]) for k in live]) if live else []
+        out = [torch.zeros_like(p) for p in pos]
+        for k, f in zip(live, computed, strict=True):
+            out[k] = f
+        return out
+
+    return forces
+
+
+def bond_check(bonds: list[list[int]], limit: float, device: str | torch.device = "cpu"):
+    """``check_fn`` for :class:`LangevinIntegrator`: every CG bond shorter than ``limit`` (Å); None without bonds."""
+    if len(bonds) == 0:
+        return None
+    b = torch.as_tensor(bonds, device=device)
+
+    def check(pos: torch.Tensor) -> torch.Tensor:
+        return (pos[:, b[:, 0]] - pos[:, b[:, 1]]).norm(dim=-1).amax(-1) < limit
+
+    return check
+
+
+def state_arrays(state: LangevinState) -> dict:
+    """``state`` as NumPy arrays and plain values (what crosses a process boundary)."""
+    return {k: v.detach().cpu().numpy() if torch.is_tensor(v) else v for k, v in state.state_dict().items()}
+
+
+def state_tensors(d: dict, device: str | torch.device = "cpu") -> LangevinState:
+    """The inverse of :func:`state_arrays` (tensors or arrays), on ``device``."""
+    return LangevinState.from_state_dict({k: torch.as_tensor(v, device=device) if isinstance(v, np.ndarray | torch.Tensor) else v
+                                          for k, v in d.items()})
+
+
+@dataclass
+class SystemSpec:
+    """One system as a worker integrates it (picklable)."""
+
+    name: str
+    bead_types: list[int]
+    bonds: list[list[int]]
+    masses: list[float]
+    """amu per bead."""
+    temperature: float
+    seed: tuple[int, ...]
+    """Noise streams: replica ``r`` of this system is keyed by ``(*seed, r)``."""
+    bond_limit: float
+    """Å; a replica stops when a CG bond grows longer."""
+
+
+@dataclass
+class BlockJob:
+    """Replicas ``first … first + count − 1`` of every system, from their starts or their state."""
+
+    worker: int
+    first: int
+    count: int
+    checkpoint: str
+    device: str
+    timestep_fs: float
+    friction_per_ps: float
+    save_every: int
+    flush_every: int
+    steps: int
+    systems: list[SystemSpec]
+    starts: list[np.ndarray] | None = None
+    """A new run: the block's starting positions ``[count, n, 3]`` per system."""
+    states: list[dict] | None = None
+    """A continued run: the block's state per system (:func:`state_arrays`)."""
+
+
+def integrate_block(job: BlockJob, emit: Callable[[tuple], None]) -> None:
+    """Integrate the block up to ``job.steps``, emitting ticks, frames and states (module doc)."""
+    model = load_energy_model(job.checkpoint, job.device)
+    integs, states, types = [], [], []
+    for k, spec in enumerate(job.systems):
+        types.append(torch.tensor(spec.bead_types, device=job.device))
+        integ = LangevinIntegrator(force_function(model, types[-1], spec.bonds), torch.tensor(spec.masses, dtype=torch.float32),
+                                   spec.temperature, job.timestep_fs, job.friction_per_ps, seed=spec.seed,
+                                   check_fn=bond_check(spec.bonds, spec.bond_limit, job.device))
+        if job.states is None:
+            start = torch.from_numpy(job.starts[k]).to(job.device)
+            states.append(integ.init_state(start, replicas=range(job.first, job.first + job.count)))
+        else:
+            states.append(state_tensors(job.states[k], job.device))
+        integs.append(integ)
+    forces = group_force_function(model, types, [s.bonds for s in job.systems])
+    step, buffer = states[0].step, []
+    while step < job.steps:
+        n = min(job.save_every, job.steps - step)
+        run_together(integs, states, n, forces)
+        step += n
+        buffer.append([(st.pos.detach().cpu().numpy().astype(np.float32), st.alive.cpu().numpy().copy()) for st in states])
+        emit(("tick", job.worker, step))
+        if step % job.flush_every == 0 or step >= job.steps:
+            frames = [(np.stack([b[k][0] for b in buffer]), np.stack([b[k][1] for b in buffer])) for k in range(len(states))]
+            emit(("flush", job.worker, step, frames, [state_arrays(st) for st in states]))
+            buffer = []
