@@ -34,6 +34,7 @@ from cglight.simulate.block import BlockJob, SystemSpec, force_function, group_f
 from cglight.simulate.langevin import LangevinIntegrator, run_together
 from cglight.simulate.noise import normals, replica_keys
 from cglight.simulate.workers import cores, run_jobs, split
+from cglight.simulate.run import CPU_BEADS_PER_CALL
 
 
 def chain(n: int, replicas: int, seed: int = 0) -> torch.Tensor:
@@ -192,7 +193,7 @@ def simulate_rate(ckpt: Path, spec: SystemSpec, pos: torch.Tensor, workers: int,
     from the first worker's first chunk to the last worker's last; (cpu) the sum over workers of
     their replica-steps per CPU second they got, which is what they give on cores of their own."""
     blocks = split(len(pos), workers)
-    jobs = [BlockJob(w, b.start, len(b), str(ckpt), "cpu", 1.0, 1.0, CHUNK, steps + CHUNK, steps + CHUNK, [spec],
+    jobs = [BlockJob(w, b.start, len(b), str(ckpt), "cpu", 1.0, 1.0, CHUNK, steps + CHUNK, steps + CHUNK, [spec], CPU_BEADS_PER_CALL,
                      starts=[pos[b.start:b.stop].numpy()]) for w, b in enumerate(blocks)]
     first, last = {}, {}
 
@@ -252,9 +253,13 @@ def mixed(backbone: dict, beads: list[int], replicas: int, steps: int) -> None:
     integs, states = integrators()
     forces = group_force_function(model, types, bonds)
     together = rate(lambda k: run_together(integs, states, k, forces), steps, 2 * replicas)
-    print(f"two systems in one run ({beads[0]} + {beads[1]} beads, {replicas} replicas each), replica-steps/s of both:")
-    print(f"{'separate':>9} {'together':>9} {'together/separate':>18}")
-    print(f"{apart:>9.0f} {together:>9.0f} {together / apart:>18.2f}")
+    integs, states = integrators()
+    forces = group_force_function(model, types, bonds, CPU_BEADS_PER_CALL)
+    capped = rate(lambda k: run_together(integs, states, k, forces), steps, 2 * replicas)
+    print(f"two systems in one run ({beads[0]} + {beads[1]} beads, {replicas} replicas each), replica-steps/s of both;")
+    print(f"'capped': at most {CPU_BEADS_PER_CALL} beads per backbone call, as cglight simulate on a CPU:")
+    print(f"{'separate':>9} {'together':>9} {'capped':>9} {'together/separate':>18} {'capped/separate':>16}")
+    print(f"{apart:>9.0f} {together:>9.0f} {capped:>9.0f} {together / apart:>18.2f} {capped / apart:>16.2f}")
 
 
 if __name__ == "__main__":

@@ -40,20 +40,51 @@ def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | Non
     return forces
 
 
-def group_force_function(energy, bead_types: list[torch.Tensor], bonds: list[list[list[int]] | None] | None = None):
+def force_calls(sizes: list[tuple[int, int]], max_beads: int) -> list[list[tuple[int, int, int]]]:
+    """How to cut systems of ``(replicas, beads)`` into backbone calls of at most ``max_beads`` beads.
+
+    Returns one list per call of ``(system, first replica, count)`` pieces, in system and replica
+    order (a replica is never cut; a replica larger than the cap gets a call of its own; a system's
+    replicas are spread evenly over its calls); ``max_beads`` 0: one call for everything.
+    """
+    pieces = []
+    for k, (replicas, beads) in enumerate(sizes):
+        per = replicas if max_beads <= 0 else max(1, max_beads // max(beads, 1))
+        if per and replicas:
+            per = -(-replicas // -(-replicas // per))  # the same number of calls, evenly filled
+        pieces += [(k, first, min(per, replicas - first), beads) for first in range(0, replicas, max(per, 1))]
+    calls, load = [], None
+    for k, first, count, beads in pieces:
+        if not calls or (max_beads > 0 and load + count * beads > max_beads):
+            calls.append([])
+            load = 0
+        calls[-1].append((k, first, count))
+        load += count * beads
+    return calls
+
+
+def group_force_function(energy, bead_types: list[torch.Tensor], bonds: list[list[list[int]] | None] | None = None,
+                         max_beads_per_call: int = 0):
     """``[pos_1 [R_1, n_1, 3], ...] -> [forces_1, ...]`` of the ``CGEnergy`` ``energy`` for several
     systems in one backbone call (no graph kept: simulation only); ``bonds`` per system, or looked up.
-    A system without replicas (``R_i = 0``: all stopped) gets an empty result and no place in the call."""
+    A system without replicas (``R_i = 0``: all stopped) gets an empty result and no place in the call.
+
+    ``max_beads_per_call`` > 0 cuts the replicas into several calls of at most that many beads
+    (:func:`force_calls`): the backbone's brute-force neighbour search costs the square of the beads
+    of a call, so on a CPU a few hundred beads per call are cheaper per replica than thousands."""
     bonds = bonds or [None] * len(bead_types)
 
     def forces(pos: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(pos) != len(bead_types):
             raise ValueError(f"{len(pos)} position batches for {len(bead_types)} systems")
-        live = [k for k, p in enumerate(pos) if len(p)]
-        computed = energy.forces_groups([(pos[k], bead_types[k], bonds[k]) for k in live]) if live else []
         out = [torch.zeros_like(p) for p in pos]
-        for k, f in zip(live, computed, strict=True):
-            out[k] = f
+        for call in force_calls([(len(p), p.shape[1]) for p in pos], max_beads_per_call):
+            live = [(k, first, count) for k, first, count in call if count]
+            if not live:
+                continue
+            computed = energy.forces_groups([(pos[k][first:first + count], bead_types[k], bonds[k]) for k, first, count in live])
+            for (k, first, count), f in zip(live, computed, strict=True):
+                out[k][first:first + count] = f
         return out
 
     return forces
@@ -113,6 +144,8 @@ class BlockJob:
     flush_every: int
     steps: int
     systems: list[SystemSpec]
+    max_beads_per_call: int = 0
+    """Beads per backbone call (0: no cap), see :func:`group_force_function`."""
     starts: list[np.ndarray] | None = None
     """A new run: the block's starting positions ``[count, n, 3]`` per system."""
     states: list[dict] | None = None
@@ -134,7 +167,7 @@ def integrate_block(job: BlockJob, emit: Callable[[tuple], None]) -> None:
         else:
             states.append(state_tensors(job.states[k], job.device))
         integs.append(integ)
-    forces = group_force_function(model, types, [s.bonds for s in job.systems])
+    forces = group_force_function(model, types, [s.bonds for s in job.systems], job.max_beads_per_call)
     step, buffer = states[0].step, []
     while step < job.steps:
         n = min(job.save_every, job.steps - step)

@@ -54,6 +54,16 @@ RESTART = "restart.pt"
 FIXED = ("checkpoint", "starts", "systems", "replicas", "timestep_fs", "friction_per_ps", "temperature", "save_every", "seed")
 
 
+CPU_BEADS_PER_CALL = 512
+
+
+def beads_per_call(config: SimulateConfig) -> int:
+    """The cap on beads per backbone call the run uses (0: none)."""
+    if config.max_beads_per_call is not None:
+        return config.max_beads_per_call
+    return CPU_BEADS_PER_CALL if torch.device(config.device).type == "cpu" else 0
+
+
 @dataclass
 class SimulateConfig:
     """Every key of ``cglight simulate``; each is also a command-line option."""
@@ -85,6 +95,11 @@ class SimulateConfig:
     masses: list[float] | None = None
     """Bead masses (amu) when the dataset has no map/reference topology to take them from."""
     device: str = "cpu"
+    max_beads_per_call: int | None = None
+    """Beads per backbone call, the replicas cut into several calls per step when there are more
+    (0: one call). Default: 512 on the CPU (the backbone's neighbour search costs the square of the
+    beads of a call: measured at 35 beads × 32 replicas, calls of 16 replicas are 1.14× faster per
+    replica than one call of 32), no cap on a GPU."""
     workers: int = 0
     """Worker processes on the CPU, each integrating a contiguous block of every system's replicas with
     one torch thread (0: all cores, at most one per replica). On a GPU one process runs every replica.
@@ -100,6 +115,8 @@ class SimulateConfig:
         for name in ("replicas", "steps", "save_every", "flush_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"simulate: '{name}' must be >= 1, got {getattr(self, name)}")
+        if self.max_beads_per_call is not None and self.max_beads_per_call < 0:
+            raise ConfigError(f"simulate: 'max_beads_per_call' must be >= 0 (0: no cap), got {self.max_beads_per_call}")
         if self.flush_every % self.save_every:
             raise ConfigError(f"simulate: 'flush_every' ({self.flush_every}) must be a multiple of 'save_every' ({self.save_every})")
         if self.max_bond_factor <= 1:
@@ -190,7 +207,7 @@ def simulate(config: SimulateConfig) -> Path:
     blocks = split(config.replicas, workers)
     jobs = [
         BlockJob(w, b.start, len(b), config.checkpoint, config.device, config.timestep_fs, config.friction_per_ps,
-                 config.save_every, config.flush_every, config.steps, specs,
+                 config.save_every, config.flush_every, config.steps, specs, beads_per_call(config),
                  starts=[x[b.start:b.stop] for x in starts] if restart is None else None,
                  states=None if restart is None else [state_arrays(s["state"].block(b.start, b.stop)) for s in sims.values()])
         for w, b in enumerate(blocks)

@@ -12,6 +12,7 @@ import torch
 
 from cglight.energy import CGEnergy
 from cglight.simulate.langevin import LangevinIntegrator, run_together
+from cglight.simulate.block import force_calls
 from cglight.simulate.run import force_function, group_force_function
 
 SYSTEMS = [  # beads, replicas, temperature, seed
@@ -86,3 +87,33 @@ def test_a_system_whose_replicas_all_stopped_leaves_the_others_on_their_trajecto
     assert not states[0].alive.any() and sorted(states[0].failures) == [0, 1, 2, 3]
     torch.testing.assert_close(states[1].pos, alone.pos, rtol=1e-9, atol=1e-9)
     assert states[1].alive.all()
+
+
+def test_force_calls_cover_every_replica_once_within_the_bead_cap():
+    sizes = [(7, 5), (0, 9), (3, 40), (4, 12)]  # (replicas, beads); 40 beads exceed the cap of 30
+    for cap in (0, 12, 30, 64, 1000):
+        calls = force_calls(sizes, cap)
+        seen = [(k, first + i) for call in calls for k, first, count in call for i in range(count)]
+        assert seen == [(k, r) for k, (replicas, _) in enumerate(sizes) for r in range(replicas)]  # once each, in order
+        for call in calls:
+            beads = sum(count * sizes[k][1] for k, _, count in call)
+            assert beads <= cap or (len(call) == 1 and call[0][2] == 1) or cap == 0
+        if cap == 0:
+            assert len(calls) == 1
+    assert [len(c) for c in force_calls([(4, 10)], 25)] == [1, 1]  # 2 replicas (20 beads) per call
+
+
+def test_forces_cut_into_several_calls_equal_one_call():
+    energy, systems = _setup()
+    types = [s[0] for s in systems]
+    pos = [s[1].clone() for s in systems]
+    pos[0][2, 1] = 0.5  # all finite here
+    calls = []
+    hook = energy.net.register_forward_hook(lambda *args: calls.append(1))
+    whole = group_force_function(energy, types)(pos)
+    assert len(calls) == 1
+    cut = group_force_function(energy, types, max_beads_per_call=16)(pos)  # 5-bead replicas 3 per call, 8-bead 2
+    hook.remove()
+    assert len(calls) == 1 + 4
+    for a, b in zip(whole, cut, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
