@@ -49,11 +49,12 @@ def force_calls(sizes: list[tuple[int, int]], max_beads: int) -> list[list[tuple
     """
     pieces = []
     for k, (replicas, beads) in enumerate(sizes):
-        per = replicas if max_beads <= 0 else max(1, max_beads // max(beads, 1))
-        if per and replicas:
-            per = -(-replicas // -(-replicas // per))  # the same number of calls, evenly filled
-        pieces += [(k, first, min(per, replicas - first), beads) for first in range(0, replicas, max(per, 1))]
-    calls, load = [], None
+        if not replicas:
+            continue
+        most = replicas if max_beads <= 0 else max(1, max_beads // max(beads, 1))  # replicas a call may hold
+        per = -(-replicas // -(-replicas // most))  # as many calls as needed, evenly filled
+        pieces += [(k, first, min(per, replicas - first), beads) for first in range(0, replicas, per)]
+    calls, load = [], 0
     for k, first, count, beads in pieces:
         if not calls or (max_beads > 0 and load + count * beads > max_beads):
             calls.append([])
@@ -78,12 +79,9 @@ def group_force_function(energy, bead_types: list[torch.Tensor], bonds: list[lis
         if len(pos) != len(bead_types):
             raise ValueError(f"{len(pos)} position batches for {len(bead_types)} systems")
         out = [torch.zeros_like(p) for p in pos]
-        for call in force_calls([(len(p), p.shape[1]) for p in pos], max_beads_per_call):
-            live = [(k, first, count) for k, first, count in call if count]
-            if not live:
-                continue
-            computed = energy.forces_groups([(pos[k][first:first + count], bead_types[k], bonds[k]) for k, first, count in live])
-            for (k, first, count), f in zip(live, computed, strict=True):
+        for call in force_calls([(len(p), p.shape[1]) for p in pos], max_beads_per_call):  # no empty piece or call
+            computed = energy.forces_groups([(pos[k][first:first + count], bead_types[k], bonds[k]) for k, first, count in call])
+            for (k, first, count), f in zip(call, computed, strict=True):
                 out[k][first:first + count] = f
         return out
 
