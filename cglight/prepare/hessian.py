@@ -22,8 +22,8 @@ With the Reference platform (double precision) and ε = 1e-5 nm the error is ~1e
 Force fields are not everywhere twice differentiable. The OBC implicit solvent's Born radii sum
 pair integrals that are only C¹ where two atomic spheres touch, so the Hessian jumps there; a
 central difference whose ±ε stencil straddles such a point averages the two sides and shows up as
-an asymmetry of order 1e-3 (Trp-cage/villin with OBC: ~5 % of frames at ε = 1e-5 nm, the median
-frame at 1e-9). ``refine_steps`` re-evaluates such a frame with steps 10, 100, 1000 times smaller:
+an asymmetry of order 1e-3 (villin with OBC: ~5 % of frames at ε = 1e-5 nm, the median frame at
+1e-9). ``evaluate_refined`` re-evaluates such a frame with steps 10, 100, 1000 times smaller:
 once ε is below the distance to the kink the stencil lies on one side, and the result is the
 Hessian of the side the frame is on. In double precision a step of 1e-8 nm still has round-off
 far below the threshold.
@@ -132,7 +132,7 @@ def evaluate_refined(
     (``seed`` seeds a fresh generator each time).
     """
     tried: list[float] = []
-    for eps in refine_steps(evaluate.eps, refinements if evaluate.mode != "none" else 0):
+    for eps in refine_steps(evaluate.eps, refinements):  # mode 'none' has asymmetry 0: one try
         frame = evaluate(x_nm, np.random.default_rng(seed), eps)
         tried.append(frame.asymmetry)
         if frame.asymmetry <= max_asymmetry:
