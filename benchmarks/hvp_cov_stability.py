@@ -22,7 +22,7 @@ import torch
 
 from cglight.data import keys
 from cglight.losses import Objective
-from gaussian_curvature import BETA, gaussian_system, hessian_error, samples, train
+from gaussian_curvature import BETA, gaussian_system, hessian_error, pmf_hessian, samples, train
 
 
 def first_alarm(ratios: list[float], losses: list[float], limit: float = 1.0, max_loss: float = 100.0, patience: int = 10) -> int | None:
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng, k, m, b = gaussian_system()
-    pmf = np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
+    pmf = pmf_hessian(k, m)
     data = samples(rng, k, m, b, args.frames)
     test = samples(rng, k, m, b, 64)[keys.POS]
     objective = Objective({"force": {}, "hvp_cov": {}})

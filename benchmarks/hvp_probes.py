@@ -16,11 +16,10 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from cglight.data import keys
-from gaussian_curvature import gaussian_system, hessian_error, samples, train
+from gaussian_curvature import gaussian_system, hessian_error, pmf_hessian, samples, train
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng, k, m, b = gaussian_system()
-    pmf = np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
+    pmf = pmf_hessian(k, m)
     data = samples(rng, k, m, b, args.frames)
     test = samples(rng, k, m, b, 64)[keys.POS]
     runs = [("force", 0, 0.0, {"force": {"weight": 1.0}})]
