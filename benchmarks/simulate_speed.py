@@ -10,7 +10,10 @@ process with one torch thread. Then ``cglight simulate``'s own integration
 (``cglight.simulate.block.integrate_block`` from a checkpoint, run by ``run_jobs`` as the
 command runs it, without the file writing) with 1 worker and with ``--workers`` worker processes
 (default: every core), one torch thread each, against torchmd in one process with its best thread
-count (1 or every core, measured first). Then the cost of the per-replica noise streams, and two
+count (1 or every core, measured first), and the ceiling of any integrator in that many
+processes: the bare forward + gradient of the same blocks in as many concurrent processes (no
+integrator; both tools and the ceiling use the same model with its parameters frozen, as
+``cglight simulate`` loads it). Then the cost of the per-replica noise streams, and two
 systems of different sizes (the ``--beads`` given) in one run: integrated separately (one force
 call per system per step, as before) against together (``run_together``: one batched force call
 per step for both), in replica-steps per second of both systems. The box is passed to torchmd but
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 
 from cglight.energy import CGEnergy
-from cglight.simulate.block import BlockJob, SystemSpec, force_function, group_force_function, integrate_block
+from cglight.simulate.block import BlockJob, SystemSpec, force_function, group_force_function, integrate_block, load_energy_model
 from cglight.simulate.langevin import LangevinIntegrator, run_together
 from cglight.simulate.noise import normals, replica_keys
 from cglight.simulate.workers import cores, run_jobs, split
@@ -81,6 +84,7 @@ def main() -> None:
         model = CGEnergy(backbone, priors).eval()
         frames = pos[:1] + 0.05 * torch.randn(2000, n, 3, generator=torch.Generator().manual_seed(1))
         model.fit_priors([(frames, types)], {"bench": SimpleNamespace(temperature=300.0, bead_types=types.tolist(), bonds=bonds)})
+        model.requires_grad_(False)  # as cglight simulate loads it (load_energy_model); torchmd gets the same model
         pos = pos[:1].expand(args.replicas, n, 3).clone()
         forces = force_function(model, types, bonds)
 
@@ -102,7 +106,7 @@ def main() -> None:
             torch.save({"hyper_parameters": {"backbone": backbone, "priors": priors},
                         "state_dict": {f"core.{k}": v for k, v in model.state_dict().items()}}, ckpt)
             # interleaved rounds, median of each: the machine is shared, so one pass is noisy
-            runs = {k: [] for k in ("raw", "ours", "theirs", "best", "one", "many", "one_cpu", "many_cpu")}
+            runs = {k: [] for k in ("raw", "ours", "theirs", "best", "one", "many", "one_cpu", "many_cpu", "ceiling", "ceiling_cpu")}
             runs["ours"].append(ours)
             for _ in range(args.rounds):
                 runs["raw"].append(rate(bare, args.steps, args.replicas))
@@ -113,8 +117,8 @@ def main() -> None:
                         torch.set_num_threads(best)
                         runs["best"].append(rate(tmd.step, args.steps, args.replicas))
                         torch.set_num_threads(threads)
-                for key, w in (("one", 1), ("many", workers)):
-                    wall, cpu = simulate_rate(ckpt, spec, pos, w, steps)
+                for key, w, target in (("one", 1, timed_block), ("many", workers, timed_block), ("ceiling", workers, bare_block)):
+                    wall, cpu = simulate_rate(ckpt, spec, pos, w, steps, target)
                     runs[key].append(wall)
                     runs[f"{key}_cpu"].append(cpu)
         med = {k: float(np.median(v)) if v else float("nan") for k, v in runs.items()}
@@ -126,13 +130,17 @@ def main() -> None:
     print(f"\ncglight simulate's integration in {workers} worker processes (one torch thread each) against torchmd in one "
           f"process with its best thread count; replica-steps/s summed over all {args.replicas} replicas. 'wall': measured "
           "by the clock; 'cpu': each worker's replica-steps per CPU second it got, summed (what the workers give on "
-          "cores of their own; equal to 'wall' when no other load shares the cores):")
+          "cores of their own; equal to 'wall' when no other load shares the cores); 'ceiling': the bare forward + gradient "
+          f"of the same blocks in {workers} concurrent processes, no integrator (what no integrator in {workers} processes "
+          "can beat):")
     print(f"{'beads':>5} {'torchmd':>9} {'threads':>7} {'1 worker':>9} {f'{workers} wall':>8} {f'{workers} cpu':>8} "
-          f"{'1/torchmd':>10} {f'{workers} wall/torchmd':>16} {f'{workers} cpu/torchmd':>15} {f'{workers} cpu/1':>8}")
+          f"{'1/torchmd':>10} {f'{workers} wall/torchmd':>16} {f'{workers} cpu/torchmd':>15} {f'{workers} cpu/1':>8} "
+          f"{'ceiling':>8} {'ceiling/torchmd':>16} {'wall/ceiling':>13}")
     for n, best, med in rows:
         print(f"{n:>5} {med['best']:>9.0f} {best:>7} {med['one']:>9.0f} {med['many']:>8.0f} {med['many_cpu']:>8.0f} "
               f"{med['one'] / med['best']:>10.2f} {med['many'] / med['best']:>16.2f} {med['many_cpu'] / med['best']:>15.2f} "
-              f"{med['many_cpu'] / med['one_cpu']:>8.2f}")
+              f"{med['many_cpu'] / med['one_cpu']:>8.2f} {med['ceiling']:>8.0f} {med['ceiling'] / med['best']:>16.2f} "
+              f"{med['many'] / med['ceiling']:>13.2f}")
     print(f"\nper-replica noise streams against one torch.randn for the whole batch ({args.replicas} replicas), per step:")
     print(f"{'beads':>5} {'streams µs':>11} {'randn µs':>9} {'extra, % of a step':>19}")
     for n, ours_us, randn_us, share in noise_rows:
@@ -187,8 +195,22 @@ def timed_block(job: BlockJob, emit) -> None:
     integrate_block(job, lambda m: emit((*m, time.process_time())) if m[0] == "tick" else emit(m))
 
 
-def simulate_rate(ckpt: Path, spec: SystemSpec, pos: torch.Tensor, workers: int, steps: int) -> tuple[float, float]:
-    """Replica-steps/s of ``cglight simulate``'s workers, model loading and a first chunk of steps
+def bare_block(job: BlockJob, emit) -> None:
+    """The force calls of ``integrate_block`` alone (same model loading, blocks and calls per step, at
+    the block's starting positions), ticking as it does: the ceiling of any integrator in these processes."""
+    model = load_energy_model(job.checkpoint, job.device)
+    spec = job.systems[0]
+    forces = group_force_function(model, [torch.tensor(spec.bead_types)], [spec.bonds], job.max_beads_per_call)
+    pos = [torch.from_numpy(job.starts[0]).to(job.device)]
+    for step in range(CHUNK, job.steps + 1, CHUNK):
+        for _ in range(CHUNK):
+            forces(pos)
+        emit(("tick", job.worker, step, time.process_time()))
+    emit(("flush", job.worker, job.steps, None, None))
+
+
+def simulate_rate(ckpt: Path, spec: SystemSpec, pos: torch.Tensor, workers: int, steps: int, target=timed_block) -> tuple[float, float]:
+    """Replica-steps/s of ``cglight simulate``'s workers (or another ``target`` run as they are), model loading and a first chunk of steps
     excluded: (wall) the replica-steps of all workers after their first chunk over the wall time
     from the first worker's first chunk to the last worker's last; (cpu) the sum over workers of
     their replica-steps per CPU second they got, which is what they give on cores of their own."""
@@ -203,10 +225,10 @@ def simulate_rate(ckpt: Path, spec: SystemSpec, pos: torch.Tensor, workers: int,
             if step == CHUNK:
                 first[worker] = (time.perf_counter(), cpu)
             last[worker] = (time.perf_counter(), cpu)
-        else:  # the final flush: every replica must still be alive, or the rate would be flattered
+        elif message[4] is not None:  # the final flush: every replica must still be alive, or the rate would be flattered
             assert all(s["alive"].all() for s in message[4]), "a replica stopped during the benchmark"
 
-    run_jobs(timed_block, jobs, handle)
+    run_jobs(target, jobs, handle)
     wall = len(pos) * steps / (max(t for t, _ in last.values()) - min(t for t, _ in first.values()))
     cpu = sum(len(b) * steps / (last[w][1] - first[w][1]) for w, b in enumerate(blocks))
     return wall, cpu
@@ -237,6 +259,7 @@ def mixed(backbone: dict, beads: list[int], replicas: int, steps: int) -> None:
     g = torch.Generator().manual_seed(1)
     model.fit_priors([(p[:1] + 0.05 * torch.randn(2000, *p.shape[1:], generator=g), t) for p, t in zip(pos, types, strict=True)],
                      {f"s{i}": SimpleNamespace(temperature=300.0, bead_types=t.tolist(), bonds=b) for i, (t, b) in enumerate(zip(types, bonds, strict=True))})
+    model.requires_grad_(False)
 
     def integrators():
         integs = [LangevinIntegrator(force_function(model, t, b), torch.full((n,), 12.0), 300.0, 1.0, 1.0, seed=i)

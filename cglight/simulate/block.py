@@ -25,10 +25,12 @@ from cglight.simulate.langevin import LangevinIntegrator, LangevinState, run_tog
 
 
 def load_energy_model(checkpoint: str, device: str):
-    """The trained energy model of a ``cglight fit`` checkpoint (no Lightning), in evaluation mode."""
+    """The trained energy model of a ``cglight fit`` checkpoint (no Lightning), in evaluation mode,
+    its parameters frozen: forces need the gradient in the positions only, and a graph that also
+    leads to the weights costs about 4 % of a step at 10 beads (``benchmarks/simulate_speed.py``)."""
     from cglight.energy import CGEnergy
 
-    return CGEnergy.from_checkpoint(checkpoint, map_location=device).to(device)
+    return CGEnergy.from_checkpoint(checkpoint, map_location=device).to(device).requires_grad_(False)
 
 
 def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | None = None):

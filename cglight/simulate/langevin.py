@@ -123,9 +123,19 @@ class LangevinIntegrator:
         self.h = timestep_fs * FS_TO_PS
         self.c = math.exp(-friction_per_ps * self.h)
         self.kt = kt(temperature) * KCAL_PER_MOL_TO_AMU_A2_PER_PS2  # amu Å²/ps²
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
-    def _accel(self, forces: Tensor, masses: Tensor) -> Tensor:
-        return forces * (KCAL_PER_MOL_TO_AMU_A2_PER_PS2 / masses)[..., None]
+    def _factors(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Per bead, on ``like``'s device and dtype (computed once each): the half kick per unit
+        force ``(h/2) / m`` (Å/ps per kcal/mol/Å) and the O step's noise scale ``sqrt((1 − c²) kT/m)``
+        (Å/ps), both ``[n, 1]``."""
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            masses = self.masses.to(device=like.device, dtype=like.dtype)
+            kick = (0.5 * self.h * KCAL_PER_MOL_TO_AMU_A2_PER_PS2 / masses)[:, None]
+            noise = ((1 - self.c**2) * self.kt / masses).sqrt()[:, None]
+            self._cache[key] = (kick, noise)
+        return self._cache[key]
 
     def init_state(self, pos: Tensor, vel: Tensor | None = None, replicas: Sequence[int] | None = None) -> LangevinState:
         """A state at ``pos [R, n, 3]`` with Maxwell–Boltzmann velocities (unless given).
@@ -175,26 +185,23 @@ class LangevinIntegrator:
 
     def _drift(self, state: LangevinState) -> tuple[Tensor, Tensor, Tensor]:
         """The step up to the new positions (B A O A); returns the state before it."""
-        masses = self.masses.to(state.pos)
-        noise = ((1 - self.c**2) * self.kt / masses).sqrt()[:, None]
+        kick, noise = self._factors(state.pos)
         half = 0.5 * self.h
         prev = (state.pos, state.vel, state.forces)  # never modified in place below
-        live = state.alive[:, None, None]
-        vel = state.vel + half * self._accel(state.forces, masses)
-        pos = state.pos + half * vel
+        vel = torch.addcmul(state.vel, state.forces, kick)
+        pos = torch.add(state.pos, vel, alpha=half)
         xi = normals(state.keys, state.step, tuple(state.pos.shape[1:]), state.pos.dtype, state.pos.device)
-        vel = self.c * vel + noise * xi
-        pos = pos + half * vel
-        state.pos = torch.where(live, pos, state.pos)
+        vel = torch.addcmul(vel.mul_(self.c), xi, noise)
+        pos.add_(vel, alpha=half)
+        state.pos = torch.where(state.alive[:, None, None], pos, state.pos)
         state.vel = vel
         return prev
 
     def _kick(self, state: LangevinState, prev: tuple[Tensor, Tensor, Tensor], forces: Tensor) -> None:
         """The step's last B with the forces at the new positions, then the checks."""
-        masses = self.masses.to(state.pos)
-        live = state.alive[:, None, None]
+        kick, _ = self._factors(state.pos)
         state.forces = forces
-        state.vel = torch.where(live, state.vel + 0.5 * self.h * self._accel(state.forces, masses), prev[1])
+        state.vel = torch.where(state.alive[:, None, None], torch.addcmul(state.vel, forces, kick), prev[1])
         state.step += 1
         self._retire(state, *prev)
 
