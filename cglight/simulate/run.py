@@ -123,6 +123,15 @@ class SimulateConfig:
             raise ConfigError(f"simulate: 'max_bond_factor' must be > 1, got {self.max_bond_factor}")
         if self.workers < 0:
             raise ConfigError(f"simulate: 'workers' must be >= 0 (0: all cores), got {self.workers}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"simulate: 'device' {self.device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"simulate: 'device: {self.device}' but this torch sees no CUDA device (a CPU-only build, "
+                              "or no GPU on this machine); use device cpu")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"simulate: 'device: {self.device}' but this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.ndarray:

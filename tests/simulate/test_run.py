@@ -59,6 +59,17 @@ def test_simulate_errors_are_one_line(tmp_path, capsys):
     assert "checkpoint" in capsys.readouterr().err
 
 
+def test_simulate_refuses_a_device_it_cannot_use_before_writing(checkpoint, tiny_dataset, tmp_path, capsys):
+    import torch
+
+    assert _simulate(checkpoint, tiny_dataset, tmp_path / "a", 20, ["--device", "gpu0"]) == 2
+    assert "'device' 'gpu0' is not a torch device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert _simulate(checkpoint, tiny_dataset, tmp_path / "b", 20, ["--device", "cuda"]) == 2
+        assert "sees no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.slow
 def test_validation_by_simulation_logs_slow_mode_metrics(tiny_dataset, tmp_path):
     import csv
