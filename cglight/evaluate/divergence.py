@@ -1,10 +1,13 @@
 """Divergences between a reference ensemble and a model ensemble along slow coordinates.
 
 Estimator (documented in docs/evaluate.md): both samples are histogrammed on the SAME bins,
-``bins`` equal-width bins per dimension spanning the pooled range of the two samples (so no
-sample falls outside). Counts become probabilities after adding a pseudo-count ``alpha`` to
-every bin of both histograms (additive smoothing; it keeps ``log(p/q)`` finite where the model
-never went and is the only smoothing applied). Then, in nats,
+``bins`` equal-width bins per dimension spanning the REFERENCE's range, plus one overflow bin
+beyond each end that collects every sample outside it (a model frame far outside the reference
+counts as weight the model put where the reference is not, and cannot stretch the bins: bins over
+the pooled range would, and one stray model frame would then blur every bin and make the model
+look better). Counts become probabilities after adding a pseudo-count ``alpha`` to every bin of
+both histograms (additive smoothing; it keeps ``log(p/q)`` finite where the model never went and
+is the only smoothing applied). Then, in nats,
 
     KL(P_ref ‖ P_model) = Σ_b p_b ln(p_b / q_b)     (reference first: where the reference is and
                                                       the model is not, the cost is large)
@@ -28,23 +31,31 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
 
 
 def shared_edges(reference: np.ndarray, model: np.ndarray, bins: int | None = None) -> list[np.ndarray]:
-    """Equal-width bin edges per dimension over the pooled range of both samples."""
+    """Bin edges per dimension: ``bins`` equal-width bins over the reference's range, and an
+    overflow bin of the same width beyond each end (samples outside are counted there, see
+    :func:`histogram`)."""
     ref, mod = _as_2d(reference), _as_2d(model)
     if ref.shape[1] != mod.shape[1]:
         raise ValueError(f"the samples have {ref.shape[1]} and {mod.shape[1]} dimensions")
     bins = bins or DEFAULT_BINS.get(ref.shape[1], 20)
-    both = np.concatenate([ref, mod])
-    finite = np.isfinite(both).all(1)
-    if not finite.all():
-        raise ValueError(f"{int((~finite).sum())} sample(s) are not finite")
-    lo, hi = both.min(0), both.max(0)
+    for name, x in (("reference", ref), ("model", mod)):
+        finite = np.isfinite(x).all(1)
+        if not finite.all():
+            raise ValueError(f"{int((~finite).sum())} {name} sample(s) are not finite")
+    if len(ref) == 0:
+        raise ValueError("the reference sample is empty")
+    lo, hi = ref.min(0), ref.max(0)
     hi = np.where(hi > lo, hi, lo + 1e-9)
-    return [np.linspace(lo[d], hi[d], bins + 1) for d in range(ref.shape[1])]
+    width = (hi - lo) / bins
+    return [np.linspace(lo[d] - width[d], hi[d] + width[d], bins + 3) for d in range(ref.shape[1])]
 
 
 def histogram(x: np.ndarray, edges: list[np.ndarray], alpha: float = DEFAULT_ALPHA) -> np.ndarray:
-    """Smoothed probabilities of ``x`` on ``edges`` (pseudo-count ``alpha`` per bin)."""
-    counts, _ = np.histogramdd(_as_2d(x), bins=edges)
+    """Smoothed probabilities of ``x`` on ``edges`` (pseudo-count ``alpha`` per bin); a sample
+    outside the edges is counted in the outermost bin on its side."""
+    x = _as_2d(x)
+    inner = [(e[0] + e[1]) / 2 for e in edges], [(e[-2] + e[-1]) / 2 for e in edges]
+    counts, _ = np.histogramdd(np.clip(x, *inner), bins=edges)
     counts = counts + alpha
     return counts / counts.sum()
 
@@ -66,7 +77,7 @@ def kl_samples(
     reference: np.ndarray, model: np.ndarray, bins: int | None = None, alpha: float = DEFAULT_ALPHA, edges: list[np.ndarray] | None = None
 ) -> float:
     """``KL(P_ref ‖ P_model)`` from samples ``[N]`` or ``[N, d]`` by the shared-bin estimator
-    (``edges`` fixes the bins, e.g. ``[-π, π]`` for angles; default: the pooled range)."""
+    (``edges`` fixes the bins, e.g. ``[-π, π]`` for angles; default: :func:`shared_edges`)."""
     edges = edges or shared_edges(reference, model, bins)
     return kl(histogram(reference, edges, alpha), histogram(model, edges, alpha))
 

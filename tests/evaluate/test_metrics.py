@@ -27,6 +27,21 @@ def test_kl_of_two_gaussians_matches_closed_form_and_direction():
     assert kl_samples(mod, ref, bins=80) > _kl_gauss(0, 1, 0.5, 1.5) + 0.1
 
 
+def test_a_stray_model_frame_cannot_stretch_the_bins():
+    """Bins span the reference; model frames beyond it fall in an overflow bin. One model frame
+    far away (1 in 200 001) must leave KL and JS where they were (bins over the pooled range made KL drop from
+    1.15 to 0.61 here: a model that wanders off looked better), and a model that
+    lives entirely outside the reference gets a huge KL and JS = ln 2."""
+    rng = np.random.default_rng(7)
+    ref, mod = rng.normal(0.0, 1.0, 200_000), rng.normal(1.5, 1.0, 200_000)
+    stray = np.append(mod, 200.0)
+    base = kl_samples(ref, mod)
+    assert base == pytest.approx(_kl_gauss(0, 1, 1.5, 1), abs=0.05)
+    assert kl_samples(ref, stray) == pytest.approx(base, abs=0.01)
+    assert js_samples(ref, stray) == pytest.approx(js_samples(ref, mod), abs=0.005)
+    assert kl_samples(ref, ref + 100.0) > 10 and js_samples(ref, ref + 100.0) == pytest.approx(math.log(2), abs=1e-3)
+
+
 def test_js_of_two_gaussians_matches_quadrature():
     rng = np.random.default_rng(1)
     p, q = stats.norm(0.0, 1.0), stats.norm(1.0, 0.8)
