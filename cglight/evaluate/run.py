@@ -6,7 +6,8 @@ Per system present in both the reference dataset and the simulation directory:
    reference frames); both ensembles are projected on TIC1 and TIC2.
 2. ``KL(reference ‖ model)`` along TIC1 and on the TIC1/TIC2 plane, and Jensen–Shannon along
    TIC1 (shared-bin estimator, see :mod:`cglight.evaluate.divergence`), each with a block
-   bootstrap interval over trajectories and time blocks.
+   bootstrap interval over trajectories and time blocks (blocks of 3 integrated correlation times
+   of TIC1, measured in each ensemble, see :mod:`cglight.evaluate.bootstrap`).
 3. Core-to-core transitions along TIC1 in each ensemble (an unconverged reference shows here).
 4. For an alanine-dipeptide backbone map, the (φ, ψ) surface from the beads and its KL.
 
@@ -26,7 +27,7 @@ import numpy as np
 from cglight.data.manifest import read_manifest
 from cglight.errors import ConfigError, DatasetError
 from cglight.evaluate import plots
-from cglight.evaluate.bootstrap import block_bootstrap
+from cglight.evaluate.bootstrap import BLOCK_TAUS, block_bootstrap, block_length
 from cglight.evaluate.divergence import js_samples, kl_samples
 from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
 from cglight.evaluate.tica import SlowCoordinates
@@ -51,8 +52,9 @@ class EvaluateConfig:
     """Systems to evaluate; empty: every system found in both."""
     bins_1d: int = 50
     bins_2d: int = 30
-    blocks_per_trajectory: int = 10
-    """Block bootstrap: each trajectory is cut into this many contiguous blocks."""
+    block_frames: int = 0
+    """Block bootstrap: frames per block in both ensembles; 0: 3 integrated autocorrelation times of
+    TIC1, measured in each ensemble on its own (a block longer than a trajectory is the trajectory)."""
     bootstrap: int = 200
     """Bootstrap samples for every interval."""
     level: float = 0.95
@@ -65,9 +67,12 @@ class EvaluateConfig:
             raise ConfigError("evaluate: 'reference' (a dataset directory) and 'simulation' (a simulate output) are required")
         if not (Path(self.simulation) / "simulation.json").is_file():
             raise ConfigError(f"evaluate: {self.simulation} is not a cglight simulate output (no simulation.json)")
-        for name in ("lag", "bins_1d", "bins_2d", "blocks_per_trajectory", "bootstrap"):
+        for name in ("lag", "bins_1d", "bins_2d", "bootstrap"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"evaluate: '{name}' must be >= 1, got {getattr(self, name)}")
+        for name in ("block_frames", "skip_frames", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"evaluate: '{name}' must be >= 0, got {getattr(self, name)}")
         if not 0 < self.level < 1:
             raise ConfigError(f"evaluate: 'level' must be in (0, 1), got {self.level}")
 
@@ -104,31 +109,52 @@ def model_trajectories(sim: Path, name: str, skip: int) -> list[np.ndarray]:
     return trajs
 
 
-def _interval(stat, ref, mod, config: EvaluateConfig) -> dict[str, float]:
-    block = max(1, min(len(t) for t in ref + mod) // config.blocks_per_trajectory)
-    return block_bootstrap(stat, ref, mod, block, config.bootstrap, config.level, config.seed)
+MIN_BLOCKS = 10
+"""Fewer bootstrap blocks than this in either ensemble: the intervals are flagged as unreliable."""
+
+
+def bootstrap_blocks(ref_tic1: list[np.ndarray], mod_tic1: list[np.ndarray], block_frames: int) -> dict:
+    """Block length, correlation time and block count of each ensemble (``block_frames`` 0: automatic)."""
+    out = {}
+    for key, trajs in (("reference", ref_tic1), ("model", mod_tic1)):
+        block, tau = block_length(trajs, BLOCK_TAUS)
+        block = block_frames or block
+        out[key] = {"tau_tic1_frames": tau, "block_frames": block, "blocks": int(sum(-(-len(t) // block) for t in trajs))}
+    return out
 
 
 def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray], config: EvaluateConfig, out: Path) -> dict:
+    tica = SlowCoordinates(config.lag, dim=2).fit(ref)
     out.mkdir(parents=True, exist_ok=True)
     energy = kt(info.temperature)
-    tica = SlowCoordinates(config.lag, dim=2).fit(ref)
     ref_tic = [tica.transform(t) for t in ref]
     mod_tic = [tica.transform(t) for t in mod]
     r1, m1 = np.concatenate(ref_tic), np.concatenate(mod_tic)
     bounds = core_bounds(r1[:, 0])
     b1, b2 = config.bins_1d, config.bins_2d
+    boot = bootstrap_blocks([t[:, 0] for t in ref_tic], [t[:, 0] for t in mod_tic], config.block_frames)
+    for key, b in boot.items():
+        if b["blocks"] < MIN_BLOCKS:
+            log.warning("%s: the %s gives only %d bootstrap blocks of %d frames (TIC1 correlation time %.0f frames): "
+                        "its intervals are unreliable; simulate longer or more replicas", name, key, b["blocks"], b["block_frames"],
+                        b["tau_tic1_frames"])
+
+    def _interval(stat, a, b) -> dict[str, float]:
+        return block_bootstrap(stat, a, b, boot["reference"]["block_frames"], config.bootstrap, config.level, config.seed,
+                               model_block=boot["model"]["block_frames"])
+
     metrics = {
-        "kl_tic1": _interval(lambda a, b: kl_samples(a[:, 0], b[:, 0], b1), ref_tic, mod_tic, config),
-        "js_tic1": _interval(lambda a, b: js_samples(a[:, 0], b[:, 0], b1), ref_tic, mod_tic, config),
+        "kl_tic1": _interval(lambda a, b: kl_samples(a[:, 0], b[:, 0], b1), ref_tic, mod_tic),
+        "js_tic1": _interval(lambda a, b: js_samples(a[:, 0], b[:, 0], b1), ref_tic, mod_tic),
         "transitions_tic1": {"reference": count_transitions([t[:, 0] for t in ref_tic], bounds),
                              "model": count_transitions([t[:, 0] for t in mod_tic], bounds)},
         "tic1_timescale_frames": float(tica.timescales()[0]),
         "frames": {"reference": int(len(r1)), "model": int(len(m1))},
         "trajectories": {"reference": len(ref), "model": len(mod)},
+        "bootstrap": boot,
     }
     if r1.shape[1] > 1:
-        metrics["kl_tic12"] = _interval(lambda a, b: kl_samples(a[:, :2], b[:, :2], b2), ref_tic, mod_tic, config)
+        metrics["kl_tic12"] = _interval(lambda a, b: kl_samples(a[:, :2], b[:, :2], b2), ref_tic, mod_tic)
         plots.free_energy_2d(out / "tic12.png", r1[:, :2], m1[:, :2], energy, ("TIC1", "TIC2"), name)
     plots.free_energy_1d(out / "tic1.png", r1[:, 0], m1[:, 0], energy, "TIC1", name)
     rp, mp = np.concatenate(ref), np.concatenate(mod)
@@ -148,7 +174,7 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
         edges = [np.linspace(-np.pi, np.pi, b2 + 1)] * 2
         ref_pp = [dihedrals(t, quads) for t in ref]
         mod_pp = [dihedrals(t, quads) for t in mod]
-        metrics["kl_phi_psi"] = _interval(lambda a, b: kl_samples(a, b, edges=edges), ref_pp, mod_pp, config)
+        metrics["kl_phi_psi"] = _interval(lambda a, b: kl_samples(a, b, edges=edges), ref_pp, mod_pp)
         deg = [np.degrees(e) for e in edges]
         plots.free_energy_2d(out / "phi_psi.png", np.degrees(np.concatenate(ref_pp)), np.degrees(np.concatenate(mod_pp)),
                              energy, ("φ (deg)", "ψ (deg)"), name, edges=deg)
@@ -172,6 +198,10 @@ def _report(metrics: dict, config: EvaluateConfig) -> str:
     lines.append("")
     for name, m in metrics["systems"].items():
         lines.append(f"## {name}\n")
+        for key, b in m["bootstrap"].items():
+            if b["blocks"] < MIN_BLOCKS:
+                lines.append(f"**The {key} gives only {b['blocks']} bootstrap blocks of {b['block_frames']} frames (TIC1 "
+                             f"correlation time {b['tau_tic1_frames']:.0f} frames): its intervals are unreliable.**\n")
         if m["transitions_tic1"]["reference"] < 4:
             lines.append(f"**The reference crosses the slow mode only {m['transitions_tic1']['reference']} times: its TIC1 "
                          "distribution is not converged and the KL along it is not meaningful.**\n")
@@ -191,11 +221,18 @@ def evaluate(config: EvaluateConfig) -> Path:
     if missing or not names:
         raise ConfigError(f"evaluate: systems {missing or '(none)'} are not in both {root} ({sorted(manifest.systems)}) and {sim} ({found})")
     metrics = {"settings": asdict(config), "systems": {}}
-    for name in names:
+    data = {}
+    for name in names:  # every input checked before anything is written
         ref = reference_trajectories(root, manifest, name)
+        longest = max(len(t) for t in ref)
+        if config.lag >= longest:
+            raise ConfigError(f"evaluate: 'lag' {config.lag} frames needs a reference trajectory longer than that, but the longest "
+                              f"of system '{name}' in {root} has {longest} frames")
         mod = model_trajectories(sim, name, config.skip_frames)
         if not mod:
             raise ConfigError(f"evaluate: {sim / name} holds no trajectory frames after skip_frames={config.skip_frames}")
+        data[name] = ref, mod
+    for name, (ref, mod) in data.items():
         metrics["systems"][name] = evaluate_system(name, manifest.systems[name], ref, mod, config, out / name)
         log.info("%s: KL(ref‖model) along TIC1 %.3f", name, metrics["systems"][name]["kl_tic1"]["value"])
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,68 @@
+"""The evaluation pipeline on synthetic ensembles whose answer is known, and its input checks."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from cglight.cli import main
+from cglight.evaluate.run import EvaluateConfig, evaluate_system
+
+
+def _two_state_chain(rng, frames: int, states: tuple[int, ...], stay: float = 0.99) -> np.ndarray:
+    """Four beads; bead 3 sits 5 Å (state 0) or 9 Å (state 1) from bead 0, switching rarely
+    between the allowed ``states``; every bead jitters by 0.2 Å."""
+    s, seq = states[0], []
+    for _ in range(frames):
+        if rng.random() > stay:
+            s = states[rng.integers(len(states))]
+        seq.append(s)
+    base = np.zeros((frames, 4, 3))
+    base[:, 1, 0], base[:, 2, 0], base[:, 2, 1] = 3.8, 3.8, 3.8
+    base[:, 3, 0] = np.where(np.asarray(seq) == 0, 5.0, 9.0)
+    base[:, 3, 1] = 1.0
+    return base + rng.normal(0, 0.2, base.shape)
+
+
+def test_kl_in_the_pipeline_is_reference_first(tmp_path):
+    """The reference visits two states equally, the model only one: KL(reference ‖ model) is
+    large (half the reference's weight where the model has none), the reverse direction would be
+    about ln 2 (the model's one state holds half the reference's weight). JS is bounded by ln 2."""
+    rng = np.random.default_rng(0)
+    ref = [_two_state_chain(rng, 3000, (0, 1)) for _ in range(4)]
+    mod = [_two_state_chain(rng, 3000, (0,)) for _ in range(4)]
+    info = SimpleNamespace(temperature=300.0, bonds=[[0, 1], [1, 2], [2, 3]], n_beads=4, bead_names=["A", "B", "C", "D"])
+    m = evaluate_system("toy", info, ref, mod, EvaluateConfig(lag=5, bootstrap=20), tmp_path / "toy")
+    assert m["kl_tic1"]["plugin"] > 3.0  # ~ 0.5 ln(0.5 / 1e-6-smoothed empty bins)
+    assert 0.2 < m["js_tic1"]["plugin"] <= math.log(2)
+    assert m["transitions_tic1"]["model"] == 0 and m["transitions_tic1"]["reference"] > 20
+    boot = m["bootstrap"]
+    assert boot["model"]["tau_tic1_frames"] < 5 < boot["reference"]["tau_tic1_frames"]  # the model never switches
+    assert boot["reference"]["block_frames"] == math.ceil(3 * boot["reference"]["tau_tic1_frames"])
+
+
+def _fake_simulation(tmp_path, name: str):
+    sim = tmp_path / "sim"
+    (sim / name).mkdir(parents=True)
+    (sim / "simulation.json").write_text(json.dumps({"systems": {}}))
+    (sim / name / "topology.pdb").write_text("")
+    return sim
+
+
+def test_evaluate_refuses_a_lag_longer_than_the_reference_and_writes_nothing(tiny_dataset, tmp_path, capsys):
+    sim, out = _fake_simulation(tmp_path, "ala2"), tmp_path / "eval"
+    assert main(["evaluate", "--reference", str(tiny_dataset), "--simulation", str(sim), "--out", str(out), "--lag", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "'lag' 100 frames" in err and "system 'ala2'" in err and "has 40 frames" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("key", ["skip_frames", "block_frames"])
+def test_evaluate_refuses_negative_counts(tiny_dataset, tmp_path, capsys, key):
+    sim = _fake_simulation(tmp_path, "ala2")
+    assert main(["evaluate", "--reference", str(tiny_dataset), "--simulation", str(sim), "--out", str(tmp_path / "e"), f"--{key}", "-3"]) == 2
+    assert f"'{key}' must be >= 0" in capsys.readouterr().err
