@@ -5,10 +5,13 @@
 For every loss set of the comparison config (same data, priors, backbone and budget) and every
 training seed, this runs ``cglight fit``, ``cglight simulate`` and ``cglight evaluate`` through
 the real command line, estimates the reference PMF Hessian at a few configurations by
-constrained all-atom sampling (once, cached), measures each trained model's Hessian error there,
+constrained all-atom sampling (once, cached, after the first fit has built the dataset), measures
+each trained model's Hessian error there (next to the reference's own noise),
 and prints one table: loss → KL(reference ‖ model) along TIC1 (mean over seeds, with the spread
 and every seed's bootstrap interval), JS, 2-D KL, (φ, ψ) KL where defined, and the PMF-Hessian
-error. Wall times of every stage are printed and saved in ``OUT/summary.json``.
+error. Wall times of every stage are printed and saved in ``OUT/summary.json`` (and per run in
+``OUT/<run>/seconds.json``). A run whose stages are done is not run again: delete its ``eval/`` to
+evaluate it again (its simulation is continued, here a no-op, and its wall times are kept).
 
 The comparison config (YAML):
 
@@ -71,6 +74,9 @@ def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
         replica = f[keys.REPLICA][:] if keys.REPLICA in f else np.zeros(len(index), dtype=int)
     paths = info.trajectories or [ref["trajectory"]]
     picks = np.linspace(0, len(index) - 1, frames).astype(int)
+    if any(len(atoms) != 1 for atoms in info.map["atoms"]):
+        sys.exit(f"pmf_hessian: {data} maps some bead on several atoms; the PMF Hessian here holds one atom per bead fixed "
+                 "(a slice map such as 'backbone' or 'ca')")
     mapped = [atoms[0] for atoms in info.map["atoms"]]
     out = {"system": name, "frames": []}
     t = time.perf_counter()
@@ -79,6 +85,7 @@ def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
         est = conditional_pmf_hessian(system, traj.xyz[0], mapped, info.temperature, samples=samples)
         out["frames"].append({"pos": pos[i].tolist(), "hessian": est.hessian.tolist(), "stderr": est.frobenius_stderr})
     out["seconds"] = time.perf_counter() - t
+    out["relative_stderr"] = [f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in out["frames"]]
     cache.write_text(json.dumps(out))
     return out
 
@@ -114,14 +121,7 @@ def main() -> None:
     data = Path(sim_cfg["starts"])
     times: dict[str, float] = {}
     pmf_cfg = config.get("pmf_hessian")
-    reference = None
-    if pmf_cfg:
-        t = time.perf_counter()
-        reference = pmf_hessians(data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000), out / "pmf_hessians.json")
-        times["pmf_hessian"] = time.perf_counter() - t
-    from cglight.data.manifest import read_manifest
-
-    bead_types = next(iter(read_manifest(data).systems.values())).bead_types
+    reference, bead_types = None, None
     results: dict[str, list[dict]] = {}
     for loss_name, losses in config["losses"].items():
         for seed in args.seeds:
@@ -129,18 +129,29 @@ def main() -> None:
             run_dir = out / tag
             run_dir.mkdir(exist_ok=True)
             ckpt = run_dir / "fit/cglight/version_0/checkpoints/last.ckpt"
-            timing = {}
+            seconds = run_dir / "seconds.json"
+            timing = json.loads(seconds.read_text()) if seconds.is_file() else {}
             if not ckpt.is_file():
                 timing["fit"] = run(["fit", "--config", config["fit"], *config.get("fit_args", []), "--model.losses", json.dumps(losses),
                                      "--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir / "fit"),
                                      "--trainer.logger.init_args.save_dir", str(run_dir / "fit")], run_dir / "fit.log")
+            seconds.write_text(json.dumps(timing))
+            if reference is None and pmf_cfg:  # the first fit has built the dataset
+                reference = pmf_hessians(data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000), out / "pmf_hessians.json")
+                times["pmf_hessian"] = reference["seconds"]  # of the estimate, cached or not
             if not (run_dir / "eval/metrics.json").is_file():
-                timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []), "--checkpoint", str(ckpt),
-                                          "--seed", str(seed), "--out", str(run_dir / "sim")], run_dir / "simulate.log")
+                took = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []), "--checkpoint", str(ckpt),
+                            "--seed", str(seed), "--out", str(run_dir / "sim")], run_dir / "simulate.log")
+                timing.setdefault("simulate", took)  # a continued, finished simulation keeps its first wall time
                 timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], *config.get("evaluate_args", []),
                                           "--simulation", str(run_dir / "sim"), "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
+                seconds.write_text(json.dumps(timing))
             metrics = next(iter(json.loads((run_dir / "eval/metrics.json").read_text())["systems"].values()))
             if reference is not None:
+                if bead_types is None:
+                    from cglight.data.manifest import read_manifest
+
+                    bead_types = next(iter(read_manifest(data).systems.values())).bead_types
                 metrics["pmf_hessian_error"] = hessian_error(ckpt, reference, bead_types)
             metrics["seconds"] = timing
             results.setdefault(loss_name, []).append(metrics)
@@ -149,6 +160,11 @@ def main() -> None:
     def summary(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
 
+    if reference is not None:
+        noise = reference["relative_stderr"] if "relative_stderr" in reference else [
+            f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in reference["frames"]]
+        print(f"PMF-Hessian reference: {len(noise)} configurations, standard error {min(noise):.1%}–{max(noise):.1%} of its norm "
+              "(a perfect model's Hessian error would be about that)")
     print(f"\n{'losses':<16} {'KL TIC1':>15} {'JS TIC1':>15} {'KL TIC1/2':>15} {'KL (φ,ψ)':>15} {'Hessian err':>15}  per-seed KL TIC1 [interval]")
     for name, rows in results.items():
         cells = [summary([r[k]["value"] for r in rows]) if k in rows[0] else "–" for k in ("kl_tic1", "js_tic1", "kl_tic12", "kl_phi_psi")]
