@@ -10,8 +10,8 @@ each trained model's Hessian error there (next to the reference's own noise),
 and prints one table: loss → KL(reference ‖ model) along TIC1 (mean over seeds, with the spread
 and every seed's bootstrap interval), JS, 2-D KL, (φ, ψ) KL where defined, and the PMF-Hessian
 error. Wall times of every stage are printed and saved in ``OUT/summary.json`` (and per run in
-``OUT/<run>/seconds.json``). A run whose stages are done is not run again: delete its ``eval/`` to
-evaluate it again (its simulation is continued, here a no-op, and its wall times are kept).
+``OUT/<run>/seconds.json``). A stage already done (its wall time in ``seconds.json``) is not run
+again: delete a run's ``eval/`` to evaluate it again.
 
 The comparison config (YAML):
 
@@ -140,9 +140,11 @@ def main() -> None:
                 reference = pmf_hessians(data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000), out / "pmf_hessians.json")
                 times["pmf_hessian"] = reference["seconds"]  # of the estimate, cached or not
             if not (run_dir / "eval/metrics.json").is_file():
-                took = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []), "--checkpoint", str(ckpt),
-                            "--seed", str(seed), "--out", str(run_dir / "sim")], run_dir / "simulate.log")
-                timing.setdefault("simulate", took)  # a continued, finished simulation keeps its first wall time
+                if "simulate" not in timing or not (run_dir / "sim/simulation.json").is_file():  # not finished yet
+                    timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []),
+                                              "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
+                                             run_dir / "simulate.log")
+                    seconds.write_text(json.dumps(timing))
                 timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], *config.get("evaluate_args", []),
                                           "--simulation", str(run_dir / "sim"), "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
                 seconds.write_text(json.dumps(timing))
