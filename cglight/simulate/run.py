@@ -307,8 +307,8 @@ class _Writer:
         summary = {
             "settings": self.settings,
             "systems": {
-                n: {"temperature": s["temperature"], "steps": s["state"].step, "frames": sum(s["frames"]), "alive": int(s["state"].alive.sum()),
-                    "stopped": {str(r): why for r, why in sorted(s["state"].failures.items())}}
+                n: {"temperature": s["temperature"], "steps": s["state"].step, "frames": sum(s["frames"]),
+                    "alive": int(s["state"].alive.sum()), "stopped": {str(r): why for r, why in sorted(s["state"].failures.items())}}
                 for n, s in self.sims.items()
             },
         }

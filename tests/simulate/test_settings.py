@@ -156,8 +156,9 @@ def test_the_bond_limit_is_the_factor_times_the_longest_start_bond(network_check
     data = write_synthetic(tmp_path / "ds", {"a": [8]}, temperature=450.0)
     factor, replicas = 1.001, 16
     out = tmp_path / "sim"
-    assert _simulate(network_checkpoint, data, out, 100, ["--replicas", str(replicas), "--save_every", "1", "--flush_every", "100",
-                                                          "--max_bond_factor", str(factor), "--masses", json.dumps(MASSES)]) == 0
+    args = ["--replicas", str(replicas), "--save_every", "1", "--flush_every", "100", "--max_bond_factor", str(factor),
+            "--masses", json.dumps(MASSES)]
+    assert _simulate(network_checkpoint, data, out, 100, args) == 0
     start = _starts(data, read_manifest(data), "a", replicas, 3)  # seed 3, system 0: as the run drew them
     bonds = np.array([[i, i + 1] for i in range(4)])
     limit = factor * np.linalg.norm(start[:, bonds[:, 0]] - start[:, bonds[:, 1]], axis=-1).max()
