@@ -12,7 +12,8 @@ number of workers. This process gathers the frames and writes every file. Output
     out/<system>/topology.pdb            CG topology (one residue per bead, CG bonds as CONECT)
     out/<system>/replica-NNN.dcd         one continuous trajectory per replica (Å)
     out/restart.pt                       everything needed to continue (written atomically)
-    out/simulation.json                  the settings, the steps done and any stopped replicas
+    out/simulation.json                  the settings; per system its temperature (K), the steps done
+                                         and any stopped replicas
 
 Rerunning the same command continues from ``restart.pt`` (raise ``steps`` to run longer).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,7 +53,8 @@ from cglight.simulate.workers import run_jobs, split, worker_count
 log = logging.getLogger(__name__)
 RESTART = "restart.pt"
 # settings that must not change when a run is continued
-FIXED = ("checkpoint", "starts", "systems", "replicas", "timestep_fs", "friction_per_ps", "temperature", "save_every", "seed")
+FIXED = ("checkpoint", "starts", "systems", "replicas", "timestep_fs", "friction_per_ps", "temperature", "save_every", "seed",
+         "masses", "max_bond_factor")
 
 
 CPU_BEADS_PER_CALL = 512
@@ -79,17 +82,19 @@ class SimulateConfig:
     replicas: int = 32
     """Independent replicas per system, integrated together."""
     steps: int = 10000
-    """Total integration steps (a rerun with more steps continues the same run)."""
+    """Total integration steps, a multiple of ``save_every`` (a rerun with more steps continues the same run)."""
     timestep_fs: float = 1.0
+    """Integration step (fs, > 0)."""
     friction_per_ps: float = 1.0
-    """Langevin collision rate γ."""
+    """Langevin collision rate γ (1/ps, >= 0)."""
     temperature: float | None = None
-    """Kelvin; default: the temperature of each system's data."""
+    """Kelvin (> 0); default: the temperature of each system's data."""
     save_every: int = 100
     """Steps between saved frames."""
     flush_every: int = 5000
     """Steps between writing trajectories and the restart state."""
     seed: int = 0
+    """Starting frames, initial velocities and the noise (>= 0)."""
     max_bond_factor: float = 2.0
     """A replica stops when a CG bond grows past this factor times the longest bond in the starts."""
     masses: list[float] | None = None
@@ -115,11 +120,26 @@ class SimulateConfig:
         for name in ("replicas", "steps", "save_every", "flush_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"simulate: '{name}' must be >= 1, got {getattr(self, name)}")
+        if self.steps % self.save_every:
+            raise ConfigError(f"simulate: 'steps' ({self.steps}) must be a multiple of 'save_every' ({self.save_every}): "
+                              "every frame of a trajectory is 'save_every' steps after the one before")
+        # checked here, not only by the integrator: nothing is written for a run that cannot start
+        if not (math.isfinite(self.timestep_fs) and self.timestep_fs > 0):
+            raise ConfigError(f"simulate: 'timestep_fs' must be a positive number, got {self.timestep_fs!r}")
+        if not (math.isfinite(self.friction_per_ps) and self.friction_per_ps >= 0):
+            raise ConfigError(f"simulate: 'friction_per_ps' must be a number >= 0, got {self.friction_per_ps!r}")
+        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"simulate: 'temperature' must be positive kelvin (or left out: each system's data's), "
+                              f"got {self.temperature!r}")
+        if self.seed < 0:
+            raise ConfigError(f"simulate: 'seed' must be >= 0, got {self.seed}")
+        if self.masses is not None and not all(math.isfinite(m) and m > 0 for m in self.masses):
+            raise ConfigError(f"simulate: 'masses' must be positive numbers (amu, one per bead), got {self.masses}")
         if self.max_beads_per_call is not None and self.max_beads_per_call < 0:
             raise ConfigError(f"simulate: 'max_beads_per_call' must be >= 0 (0: no cap), got {self.max_beads_per_call}")
         if self.flush_every % self.save_every:
             raise ConfigError(f"simulate: 'flush_every' ({self.flush_every}) must be a multiple of 'save_every' ({self.save_every})")
-        if self.max_bond_factor <= 1:
+        if not self.max_bond_factor > 1:  # NaN too
             raise ConfigError(f"simulate: 'max_bond_factor' must be > 1, got {self.max_bond_factor}")
         if self.workers < 0:
             raise ConfigError(f"simulate: 'workers' must be >= 0 (0: all cores), got {self.workers}")
@@ -172,7 +192,7 @@ def simulate(config: SimulateConfig) -> Path:
         raise ConfigError(f"{out} exists, is not empty and holds no {RESTART}: choose another 'out' or remove it")
     settings = asdict(config)
     if restart is not None:
-        changed = [k for k in FIXED if restart["config"][k] != settings[k]]
+        changed = [k for k in FIXED if restart["config"].get(k) != settings[k]]
         if changed:
             raise ConfigError(f"simulate: {out} holds a run with different {changed}; keep them or choose another 'out'")
     sims, specs, starts = {}, [], []
@@ -186,14 +206,14 @@ def simulate(config: SimulateConfig) -> Path:
         limit = config.max_bond_factor * max(
             (float(np.nanmax(np.linalg.norm(start[:, a] - start[:, b], axis=-1))) for a, b in info.bonds), default=0.0
         )
-        specs.append(SystemSpec(name, list(info.bead_types), info.bonds, masses.tolist(), config.temperature or info.temperature,
-                                (config.seed, i), limit))
+        temperature = info.temperature if config.temperature is None else config.temperature
+        specs.append(SystemSpec(name, list(info.bead_types), info.bonds, masses.tolist(), temperature, (config.seed, i), limit))
         # so do bead types the model cannot evaluate (e.g. priors without their parameters)
         types = torch.tensor(info.bead_types, device=config.device)
         force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(config.device))
         starts.append(start)
     del model  # every worker loads its own
-    for name, start in zip(names, starts, strict=True):
+    for name, start, spec in zip(names, starts, specs, strict=True):
         info = manifest.systems[name]
         (out / name).mkdir(parents=True, exist_ok=True)
         top = cg_topology(info.bead_names, info.bonds)
@@ -207,7 +227,7 @@ def simulate(config: SimulateConfig) -> Path:
                 path = out / name / f"replica-{r:03d}.dcd"
                 if dcd_frames(path) > frames[r]:
                     trim_dcd(path, frames[r], info.n_beads)
-        sims[name] = dict(state=state, frames=frames, top=top)
+        sims[name] = dict(state=state, frames=frames, top=top, temperature=spec.temperature)
 
     done = 0 if restart is None else min(s["state"].step for s in sims.values())
     if done >= config.steps:
@@ -287,8 +307,8 @@ class _Writer:
         summary = {
             "settings": self.settings,
             "systems": {
-                n: {"steps": s["state"].step, "frames": sum(s["frames"]), "alive": int(s["state"].alive.sum()),
-                    "stopped": {str(r): why for r, why in sorted(s["state"].failures.items())}}
+                n: {"temperature": s["temperature"], "steps": s["state"].step, "frames": sum(s["frames"]),
+                    "alive": int(s["state"].alive.sum()), "stopped": {str(r): why for r, why in sorted(s["state"].failures.items())}}
                 for n, s in self.sims.items()
             },
         }
