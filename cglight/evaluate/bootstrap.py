@@ -23,19 +23,41 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from cglight.data.info import integrated_autocorrelation_time
-
 BLOCK_TAUS = 3.0
 """Block length in integrated autocorrelation times of the slow coordinate."""
 
 
-def block_length(trajectories: Sequence[np.ndarray], taus: float = BLOCK_TAUS) -> tuple[int, float]:
-    """``(block, τ)``: ``block = ⌈taus · τ⌉`` frames, with ``τ`` the integrated autocorrelation time
-    (frames) of the 1-D series ``trajectories``, averaged over them weighted by length."""
-    lengths = np.array([len(t) for t in trajectories], dtype=np.float64)
-    if lengths.sum() == 0:
+def integrated_time(trajectories: Sequence[np.ndarray], c: float = 5.0) -> float:
+    """Integrated autocorrelation time ``τ = 1 + 2 Σ_{t=1}^{W} ρ(t)`` (frames) of the 1-D series
+    ``trajectories`` taken together: one mean over all frames, the autocovariance at every lag
+    pooled over all trajectories, Sokal's window (the smallest ``W ≥ c τ(W)``). Subtracting each
+    short trajectory's own mean instead would remove the slow part of the signal and make ``τ`` far
+    too small (16 replicas of 152 frames: 5.6 frames against 14.5 pooled); 1 for white noise."""
+    trajs = [np.asarray(t, dtype=np.float64) for t in trajectories if len(t)]
+    if not trajs:
         raise ValueError("no frames to measure a correlation time on")
-    tau = float(sum(integrated_autocorrelation_time(t) * n for t, n in zip(trajectories, lengths, strict=True)) / lengths.sum())
+    mean = np.concatenate(trajs).mean()
+    longest = max(len(t) for t in trajs)
+    cov, pairs = np.zeros(longest), np.zeros(longest)
+    for t in trajs:
+        y, n = t - mean, len(t)
+        f = np.fft.rfft(y, 2 * n)
+        cov[:n] += np.fft.irfft(f * np.conj(f))[:n]
+        pairs[:n] += np.arange(n, 0, -1)
+    if cov[0] <= 0:
+        return 1.0
+    rho = (cov / pairs) / (cov[0] / pairs[0])
+    tau = 1.0
+    for w in range(1, longest):
+        tau = 1.0 + 2.0 * rho[1 : w + 1].sum()
+        if w >= c * tau:
+            break
+    return max(float(tau), 1.0)
+
+
+def block_length(trajectories: Sequence[np.ndarray], taus: float = BLOCK_TAUS) -> tuple[int, float]:
+    """``(block, τ)``: ``block = ⌈taus · τ⌉`` frames, ``τ`` from :func:`integrated_time`."""
+    tau = integrated_time(trajectories)
     return max(1, int(np.ceil(taus * tau))), tau
 
 

@@ -110,6 +110,9 @@ def test_block_length_is_three_correlation_times_of_an_ar1_series():
         assert tau == pytest.approx((1 + phi) / (1 - phi), rel=0.2)
         assert block == math.ceil(3 * tau)
     assert block_length([rng.normal(size=5000)])[1] == pytest.approx(1.0, abs=0.3)  # white noise
+    # many trajectories shorter than a few τ (as short CG runs are): pooled over them, τ still holds
+    _, tau = block_length(_ar1_series(rng, 200, 100, 0.95))
+    assert tau == pytest.approx(39.0, rel=0.25)
 
 
 def test_automatic_blocks_give_intervals_that_cover_and_frames_do_not():
