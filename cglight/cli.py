@@ -35,6 +35,12 @@ def _setup() -> None:
 
     threads = int(os.environ.get("CGLIGHT_NUM_THREADS", "1"))
     torch.set_num_threads(threads)
+    try:  # torchmd-net's neighbour kernels run on Warp, whose start-up and kernel-cache notices are INFO
+        import warp
+
+        warp.config.log_level = warp.LOG_WARNING
+    except (ImportError, AttributeError):
+        pass
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("cglight: %(message)s"))
