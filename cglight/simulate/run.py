@@ -64,7 +64,7 @@ def beads_per_call(config: SimulateConfig) -> int:
     """The cap on beads per backbone call the run uses (0: none)."""
     if config.max_beads_per_call is not None:
         return config.max_beads_per_call
-    return CPU_BEADS_PER_CALL if torch.device(config.device).type == "cpu" else 0
+    return CPU_BEADS_PER_CALL if torch.device(config.torch_device()).type == "cpu" else 0
 
 
 @dataclass
@@ -99,7 +99,8 @@ class SimulateConfig:
     """A replica stops when a CG bond grows past this factor times the longest bond in the starts."""
     masses: list[float] | None = None
     """Bead masses (amu) when the dataset has no map/reference topology to take them from."""
-    device: str = "cpu"
+    device: str = "auto"
+    """``auto``: the GPU when torch sees one, else the CPU; or a torch device (``cpu``, ``cuda``, ``cuda:1``)."""
     max_beads_per_call: int | None = None
     """Beads per backbone call, the replicas cut into several calls per step when there are more
     (0: one call). Default: 512 on the CPU (the backbone's neighbour search costs the square of the
@@ -143,6 +144,10 @@ class SimulateConfig:
             raise ConfigError(f"simulate: 'max_bond_factor' must be > 1, got {self.max_bond_factor}")
         if self.workers < 0:
             raise ConfigError(f"simulate: 'workers' must be >= 0 (0: all cores), got {self.workers}")
+        if self.device != "auto":
+            self._check_device()
+
+    def _check_device(self) -> None:
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError):
@@ -152,6 +157,12 @@ class SimulateConfig:
                               "or no GPU on this machine); use device cpu")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"simulate: 'device: {self.device}' but this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+    def torch_device(self) -> str:
+        """The device the run uses (``auto`` resolved)."""
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
 
 
 def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.ndarray:
@@ -185,7 +196,8 @@ def simulate(config: SimulateConfig) -> Path:
     unknown = [n for n in names if n not in manifest.systems]
     if unknown:
         raise ConfigError(f"simulate: systems {unknown} are not in {root} (it has {sorted(manifest.systems)})")
-    workers = worker_count(config.workers, config.device, config.replicas)
+    device = config.torch_device()
+    workers = worker_count(config.workers, device, config.replicas)
     restart_path = out / RESTART
     restart = torch.load(restart_path, weights_only=False) if restart_path.is_file() else None
     if restart is None and out.exists() and any(out.iterdir()):
@@ -196,7 +208,7 @@ def simulate(config: SimulateConfig) -> Path:
         if changed:
             raise ConfigError(f"simulate: {out} holds a run with different {changed}; keep them or choose another 'out'")
     sims, specs, starts = {}, [], []
-    model = load_energy_model(config.checkpoint, config.device)  # a bad checkpoint fails here, before any file is written
+    model = load_energy_model(config.checkpoint, device)  # a bad checkpoint fails here, before any file is written
     for i, name in enumerate(names):
         info = manifest.systems[name]
         masses = np.asarray(config.masses, dtype=np.float64) if config.masses else bead_masses(root, name, info)
@@ -209,8 +221,8 @@ def simulate(config: SimulateConfig) -> Path:
         temperature = info.temperature if config.temperature is None else config.temperature
         specs.append(SystemSpec(name, list(info.bead_types), info.bonds, masses.tolist(), temperature, (config.seed, i), limit))
         # so do bead types the model cannot evaluate (e.g. priors without their parameters)
-        types = torch.tensor(info.bead_types, device=config.device)
-        force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(config.device))
+        types = torch.tensor(info.bead_types, device=device)
+        force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(device))
         starts.append(start)
     del model  # every worker loads its own
     for name, start, spec in zip(names, starts, specs, strict=True):
@@ -235,7 +247,7 @@ def simulate(config: SimulateConfig) -> Path:
         return out
     blocks = split(config.replicas, workers)
     jobs = [
-        BlockJob(w, b.start, len(b), config.checkpoint, config.device, config.timestep_fs, config.friction_per_ps,
+        BlockJob(w, b.start, len(b), config.checkpoint, device, config.timestep_fs, config.friction_per_ps,
                  config.save_every, config.flush_every, config.steps, specs, beads_per_call(config),
                  starts=[x[b.start:b.stop] for x in starts] if restart is None else None,
                  states=None if restart is None else [state_arrays(s["state"].block(b.start, b.stop)) for s in sims.values()])
@@ -244,6 +256,8 @@ def simulate(config: SimulateConfig) -> Path:
     if workers > 1:
         log.info("simulating %d replicas of %d systems in %d worker processes (replicas %s)", config.replicas, len(sims),
                  workers, ", ".join(f"{b.start}-{b.stop - 1}" for b in blocks))
+    else:
+        log.info("simulating %d replicas of %d systems in one process on %s", config.replicas, len(sims), device)
     writer = _Writer(out, sims, settings, config, blocks, done)
     try:
         run_jobs(integrate_block, jobs, writer)

@@ -70,6 +70,18 @@ def test_simulate_refuses_a_device_it_cannot_use_before_writing(checkpoint, tiny
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_device_auto_is_the_gpu_when_torch_sees_one():
+    import torch
+
+    from cglight.simulate.run import SimulateConfig, beads_per_call
+
+    config = SimulateConfig()
+    assert config.device == "auto"
+    assert config.torch_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert SimulateConfig(device="cpu").torch_device() == "cpu"
+    assert beads_per_call(SimulateConfig(device="cpu")) == 512
+
+
 @pytest.mark.slow
 def test_validation_by_simulation_logs_slow_mode_metrics(tiny_dataset, tmp_path):
     import csv
