@@ -202,6 +202,10 @@ def _report(metrics: dict, config: EvaluateConfig) -> str:
             if b["blocks"] < MIN_BLOCKS:
                 lines.append(f"**The {key} gives only {b['blocks']} bootstrap blocks of {b['block_frames']} frames (TIC1 "
                              f"correlation time {b['tau_tic1_frames']:.0f} frames): its intervals are unreliable.**\n")
+        temp = m.get("temperature", {})
+        if temp.get("model") is not None and abs(temp["model"] - temp["reference"]) > 0.5:
+            lines.append(f"**The simulation ran at {temp['model']:.1f} K, the reference at {temp['reference']:.1f} K: the "
+                         "ensembles differ by temperature too.**\n")
         if m["transitions_tic1"]["reference"] < 4:
             lines.append(f"**The reference crosses the slow mode only {m['transitions_tic1']['reference']} times: its TIC1 "
                          "distribution is not converged and the KL along it is not meaningful.**\n")
@@ -221,6 +225,7 @@ def evaluate(config: EvaluateConfig) -> Path:
     if missing or not names:
         raise ConfigError(f"evaluate: systems {missing or '(none)'} are not in both {root} ({sorted(manifest.systems)}) and {sim} ({found})")
     metrics = {"settings": asdict(config), "systems": {}}
+    simulated = json.loads((sim / "simulation.json").read_text()).get("systems", {})
     data = {}
     for name in names:  # every input checked before anything is written
         ref = reference_trajectories(root, manifest, name)
@@ -234,6 +239,11 @@ def evaluate(config: EvaluateConfig) -> Path:
         data[name] = ref, mod
     for name, (ref, mod) in data.items():
         metrics["systems"][name] = evaluate_system(name, manifest.systems[name], ref, mod, config, out / name)
+        t_ref, t_sim = manifest.systems[name].temperature, simulated.get(name, {}).get("temperature")
+        metrics["systems"][name]["temperature"] = {"reference": t_ref, "model": t_sim}
+        if t_sim is not None and abs(t_sim - t_ref) > 0.5:
+            log.warning("%s: the simulation ran at %.1f K, the reference at %.1f K: the ensembles differ by temperature too",
+                        name, t_sim, t_ref)
         log.info("%s: KL(ref‖model) along TIC1 %.3f", name, metrics["systems"][name]["kl_tic1"]["value"])
     out.mkdir(parents=True, exist_ok=True)
     for fname, text in (("metrics.json", json.dumps(metrics, indent=2) + "\n"), ("report.md", _report(metrics, config))):

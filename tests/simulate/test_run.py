@@ -52,6 +52,15 @@ def test_simulate_then_evaluate_round_trip(checkpoint, tiny_dataset, tmp_path):
     for png in ("tic1.png", "tic12.png", "phi_psi.png", "geometry.png"):
         assert (out / "ala2" / png).read_bytes()[:4] == b"\x89PNG"
     assert "KL TIC1" in (out / "report.md").read_text()
+    assert metrics["temperature"] == {"reference": 300.0, "model": 300.0}
+    assert "differ by temperature" not in (out / "report.md").read_text()
+    # a simulation at another temperature than the reference's is flagged (as simulation.json records it)
+    record = json.loads((tmp_path / "sim/simulation.json").read_text())
+    record["systems"]["ala2"]["temperature"] = 350.0
+    (tmp_path / "sim/simulation.json").write_text(json.dumps(record))
+    assert main(["evaluate", "--reference", str(tiny_dataset), "--simulation", str(tmp_path / "sim"), "--out", str(tmp_path / "hot"),
+                 "--lag", "2", "--bootstrap", "5"]) == 0
+    assert "ran at 350.0 K, the reference at 300.0 K" in (tmp_path / "hot/report.md").read_text()
 
 
 def test_simulate_errors_are_one_line(tmp_path, capsys):
