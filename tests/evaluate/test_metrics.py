@@ -115,6 +115,18 @@ def test_block_length_is_three_correlation_times_of_an_ar1_series():
     assert tau == pytest.approx(39.0, rel=0.25)
 
 
+def test_each_ensemble_is_resampled_in_its_own_blocks():
+    """Reference in blocks of 1 frame, model in whole trajectories of 10: every bootstrap model
+    sample holds each trajectory's frames all together (each value a multiple of 10 times), while
+    the reference's frames are drawn one by one."""
+    ref = [np.arange(10.0) + 100 * k for k in range(5)]
+    mod = [np.full(10, float(k)) for k in range(5)]
+    whole = lambda b: float(all(n % 10 == 0 for n in np.unique(b, return_counts=True)[1]))  # noqa: E731
+    r = block_bootstrap(lambda a, b: whole(b) + (len(np.unique(a)) < len(a)), ref, mod, 1, n_boot=50, model_block=10)
+    assert r["plugin"] == 1.0  # the full samples: whole trajectories, no repeated reference frame
+    assert r["bias"] == pytest.approx(1.0)  # every draw: 2 (model whole, and some reference frame drawn twice)
+
+
 def test_automatic_blocks_give_intervals_that_cover_and_frames_do_not():
     """KL of two correlated (AR(1), τ = 39 frames) Gaussian ensembles, 20 repetitions: intervals
     from blocks of 3 τ (each ensemble measured on its own) cover the true KL in most repetitions,
