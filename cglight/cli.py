@@ -27,6 +27,19 @@ log = logging.getLogger("cglight")
 RUNS = "runs"  # the default directory of logs and checkpoints, unless trainer.default_root_dir is set
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message is logged (not the one at set-up, which a
+    notebook or a test runner may have replaced and closed since)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup() -> None:
     import torch
     from jsonargparse import set_parsing_settings
@@ -42,7 +55,7 @@ def _setup() -> None:
     except (ImportError, AttributeError):
         pass
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("cglight: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
