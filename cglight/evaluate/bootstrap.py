@@ -5,9 +5,11 @@ MD frames are correlated in time, so frames cannot be resampled one by one. Ever
 bootstrap sample draws, with replacement, as many blocks as there are, from the reference and the
 model independently, and recomputes the statistic. Blocks must be long against the correlation
 of the slow coordinate, or the interval comes out too narrow: :func:`block_length` takes
-``BLOCK_TAUS`` integrated autocorrelation times of it (for an AR(1) series blocks of 3 τ give a
-standard error about 8 % too small, blocks of τ about 30 %); a block longer than a trajectory is
-the whole trajectory, so short runs are resampled replica by replica.
+``BLOCK_TAUS`` integrated autocorrelation times of it. For an AR(1) series the block bootstrap's
+standard error of the mean is ``sqrt(1 − (1 − e^{−2m}) / (2m))`` of the true one with blocks of
+``m τ`` (long τ): 9 % too small at 3 τ, 25 % at τ; measured (8 × 4000 frames, τ = 39, 150
+repetitions) 95 % intervals covered the mean 89 % of the time at 3 τ, 86 % at τ. A block longer
+than a trajectory is the whole trajectory, so short runs are resampled replica by replica.
 
 Histogram divergences are biased upward when samples are few, and resampling with replacement
 biases them further in the same direction (the plain percentile interval can then lie entirely
@@ -27,16 +29,25 @@ BLOCK_TAUS = 3.0
 """Block length in integrated autocorrelation times of the slow coordinate."""
 
 
-def integrated_time(trajectories: Sequence[np.ndarray], c: float = 5.0) -> float:
-    """Integrated autocorrelation time ``τ = 1 + 2 Σ_{t=1}^{W} ρ(t)`` (frames) of the 1-D series
-    ``trajectories`` taken together: one mean over all frames, the autocovariance at every lag
-    pooled over all trajectories, Sokal's window (the smallest ``W ≥ c τ(W)``). Subtracting each
-    short trajectory's own mean instead would remove the slow part of the signal and make ``τ`` far
-    too small (16 replicas of 152 frames: 5.6 frames against 14.5 pooled); 1 for white noise."""
+def integrated_time(trajectories: Sequence[np.ndarray], c: float = 5.0) -> tuple[float, bool]:
+    """``(τ, window_reached)``: the integrated autocorrelation time ``τ = 1 + 2 Σ_{t=1}^{W} ρ(t)``
+    (frames) of the 1-D series ``trajectories`` taken together: one mean over all frames, the
+    autocovariance at every lag summed over the trajectories and divided by the number of pairs at
+    that lag, Sokal's window (the smallest ``W ≥ c τ(W)``). Subtracting each short trajectory's own
+    mean instead would remove the slow part of the signal and make ``τ`` far too small (16 replicas
+    of 152 frames: 5.6 frames against 14.5 pooled); differences between the trajectories' means count
+    as correlation (conservative). ``window_reached`` is False when the trajectories end before the
+    window does: ``τ`` is then the sum up to the longest lag, an underestimate. 1 for white noise
+    and for a constant series."""
     trajs = [np.asarray(t, dtype=np.float64) for t in trajectories if len(t)]
     if not trajs:
         raise ValueError("no frames to measure a correlation time on")
-    mean = np.concatenate(trajs).mean()
+    frames = np.concatenate(trajs)
+    if not np.isfinite(frames).all():
+        raise ValueError(f"{int((~np.isfinite(frames)).sum())} value(s) are not finite")
+    if np.ptp(frames) <= 1e-12 * max(1.0, float(np.abs(frames).max())):  # constant (to rounding)
+        return 1.0, True
+    mean = frames.mean()
     longest = max(len(t) for t in trajs)
     cov, pairs = np.zeros(longest), np.zeros(longest)
     for t in trajs:
@@ -44,21 +55,20 @@ def integrated_time(trajectories: Sequence[np.ndarray], c: float = 5.0) -> float
         f = np.fft.rfft(y, 2 * n)
         cov[:n] += np.fft.irfft(f * np.conj(f))[:n]
         pairs[:n] += np.arange(n, 0, -1)
-    if cov[0] <= 0:
-        return 1.0
     rho = (cov / pairs) / (cov[0] / pairs[0])
-    tau = 1.0
+    tau, reached = 1.0, longest == 1
     for w in range(1, longest):
         tau = 1.0 + 2.0 * rho[1 : w + 1].sum()
         if w >= c * tau:
+            reached = True
             break
-    return max(float(tau), 1.0)
+    return min(max(float(tau), 1.0), float(longest)), reached
 
 
-def block_length(trajectories: Sequence[np.ndarray], taus: float = BLOCK_TAUS) -> tuple[int, float]:
-    """``(block, τ)``: ``block = ⌈taus · τ⌉`` frames, ``τ`` from :func:`integrated_time`."""
-    tau = integrated_time(trajectories)
-    return max(1, int(np.ceil(taus * tau))), tau
+def block_length(trajectories: Sequence[np.ndarray], taus: float = BLOCK_TAUS) -> tuple[int, float, bool]:
+    """``(block, τ, window_reached)``: ``block = ⌈taus · τ⌉`` frames, ``τ`` from :func:`integrated_time`."""
+    tau, reached = integrated_time(trajectories)
+    return max(1, int(np.ceil(taus * tau))), tau, reached
 
 
 def blocks(trajectories: Sequence[np.ndarray], block: int) -> list[np.ndarray]:

@@ -38,22 +38,27 @@ def shared_edges(reference: np.ndarray, model: np.ndarray, bins: int | None = No
     if ref.shape[1] != mod.shape[1]:
         raise ValueError(f"the samples have {ref.shape[1]} and {mod.shape[1]} dimensions")
     bins = bins or DEFAULT_BINS.get(ref.shape[1], 20)
-    for name, x in (("reference", ref), ("model", mod)):
-        finite = np.isfinite(x).all(1)
-        if not finite.all():
-            raise ValueError(f"{int((~finite).sum())} {name} sample(s) are not finite")
+    _check_finite(ref, "reference")
+    _check_finite(mod, "model")
     if len(ref) == 0:
         raise ValueError("the reference sample is empty")
     lo, hi = ref.min(0), ref.max(0)
-    hi = np.where(hi > lo, hi, lo + 1e-9)
+    hi = np.where(hi > lo, hi, lo + 1e-9 * np.maximum(1.0, np.abs(lo)))  # a reference of one value
     width = (hi - lo) / bins
     return [np.linspace(lo[d] - width[d], hi[d] + width[d], bins + 3) for d in range(ref.shape[1])]
 
 
+def _check_finite(x: np.ndarray, name: str) -> None:
+    finite = np.isfinite(x).all(1)
+    if not finite.all():
+        raise ValueError(f"{int((~finite).sum())} {name} sample(s) are not finite")
+
+
 def histogram(x: np.ndarray, edges: list[np.ndarray], alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """Smoothed probabilities of ``x`` on ``edges`` (pseudo-count ``alpha`` per bin); a sample
-    outside the edges is counted in the outermost bin on its side."""
+    outside the edges is counted in the outermost bin on its side; a non-finite sample is an error."""
     x = _as_2d(x)
+    _check_finite(x, "histogram")
     inner = [(e[0] + e[1]) / 2 for e in edges], [(e[-2] + e[-1]) / 2 for e in edges]
     counts, _ = np.histogramdd(np.clip(x, *inner), bins=edges)
     counts = counts + alpha
@@ -78,7 +83,7 @@ def kl_samples(
 ) -> float:
     """``KL(P_ref ‖ P_model)`` from samples ``[N]`` or ``[N, d]`` by the shared-bin estimator
     (``edges`` fixes the bins, e.g. ``[-π, π]`` for angles; default: :func:`shared_edges`)."""
-    edges = edges or shared_edges(reference, model, bins)
+    edges = shared_edges(reference, model, bins) if edges is None else edges
     return kl(histogram(reference, edges, alpha), histogram(model, edges, alpha))
 
 
@@ -86,5 +91,5 @@ def js_samples(
     reference: np.ndarray, model: np.ndarray, bins: int | None = None, alpha: float = DEFAULT_ALPHA, edges: list[np.ndarray] | None = None
 ) -> float:
     """Jensen–Shannon divergence from samples by the shared-bin estimator."""
-    edges = edges or shared_edges(reference, model, bins)
+    edges = shared_edges(reference, model, bins) if edges is None else edges
     return js(histogram(reference, edges, alpha), histogram(model, edges, alpha))

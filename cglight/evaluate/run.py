@@ -28,7 +28,7 @@ from cglight.data.manifest import read_manifest
 from cglight.errors import ConfigError, DatasetError
 from cglight.evaluate import plots
 from cglight.evaluate.bootstrap import BLOCK_TAUS, block_bootstrap, block_length
-from cglight.evaluate.divergence import js_samples, kl_samples
+from cglight.evaluate.divergence import js_samples, kl_samples, shared_edges
 from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.evaluate.transitions import core_bounds, count_transitions
@@ -93,6 +93,10 @@ def reference_trajectories(root: Path, manifest, name: str) -> list[np.ndarray]:
     if not pos:
         raise DatasetError(f"{root}: system '{name}' has no frames")
     pos, index = np.concatenate(pos).astype(np.float64), np.concatenate(index)
+    bad = ~np.isfinite(pos).reshape(len(pos), -1).all(1)
+    if bad.any():
+        raise DatasetError(f"{root}: system '{name}' has {int(bad.sum())} reference frame(s) with non-finite positions "
+                           f"(frame_index {index[bad][:5].tolist()}...); run `cglight data verify` on it")
     cuts = np.nonzero(np.diff(index) != 1)[0] + 1
     return [p for p in np.split(pos, cuts) if len(p)]
 
@@ -104,6 +108,9 @@ def model_trajectories(sim: Path, name: str, skip: int) -> list[np.ndarray]:
     trajs = []
     for path in sorted((sim / name).glob("replica-*.dcd")):
         xyz = md.load_dcd(str(path), top=str(top)).xyz.astype(np.float64) * 10.0  # nm → Å
+        bad = ~np.isfinite(xyz).reshape(len(xyz), -1).all(1)
+        if bad.any():
+            raise DatasetError(f"{path}: {int(bad.sum())} frame(s) with non-finite positions (first: frame {int(np.argmax(bad))})")
         if len(xyz) > skip:
             trajs.append(xyz[skip:])
     return trajs
@@ -117,10 +124,22 @@ def bootstrap_blocks(ref_tic1: list[np.ndarray], mod_tic1: list[np.ndarray], blo
     """Block length, correlation time and block count of each ensemble (``block_frames`` 0: automatic)."""
     out = {}
     for key, trajs in (("reference", ref_tic1), ("model", mod_tic1)):
-        block, tau = block_length(trajs, BLOCK_TAUS)
+        block, tau, reached = block_length(trajs, BLOCK_TAUS)
         block = block_frames or block
-        out[key] = {"tau_tic1_frames": tau, "block_frames": block, "blocks": int(sum(-(-len(t) // block) for t in trajs))}
+        out[key] = {"tau_tic1_frames": tau, "tau_window_reached": reached, "block_frames": block,
+                    "blocks": int(sum(-(-len(t) // block) for t in trajs))}
     return out
+
+
+def bootstrap_interval(boot: dict, config: EvaluateConfig):
+    """``interval(statistic, reference, model)``: the block bootstrap of :func:`block_bootstrap` with
+    each ensemble's blocks from ``boot`` (:func:`bootstrap_blocks`) and ``config``'s settings."""
+
+    def interval(stat, ref, mod) -> dict[str, float]:
+        return block_bootstrap(stat, ref, mod, boot["reference"]["block_frames"], config.bootstrap, config.level, config.seed,
+                               model_block=boot["model"]["block_frames"])
+
+    return interval
 
 
 def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray], config: EvaluateConfig, out: Path) -> dict:
@@ -138,14 +157,15 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
             log.warning("%s: the %s gives only %d bootstrap blocks of %d frames (TIC1 correlation time %.0f frames): "
                         "its intervals are unreliable; simulate longer or more replicas", name, key, b["blocks"], b["block_frames"],
                         b["tau_tic1_frames"])
-
-    def _interval(stat, a, b) -> dict[str, float]:
-        return block_bootstrap(stat, a, b, boot["reference"]["block_frames"], config.bootstrap, config.level, config.seed,
-                               model_block=boot["model"]["block_frames"])
-
+        if not b["tau_window_reached"]:
+            log.warning("%s: the %s's trajectories are shorter than 5 TIC1 correlation times: its correlation time "
+                        "(%.0f frames) is underestimated", name, key, b["tau_tic1_frames"])
+    interval = bootstrap_interval(boot, config)
+    # bins fixed once from the whole reference (every bootstrap draw on the same bins)
+    e1, e2 = shared_edges(r1[:, 0], m1[:, 0], b1), shared_edges(r1[:, :2], m1[:, :2], b2)
     metrics = {
-        "kl_tic1": _interval(lambda a, b: kl_samples(a[:, 0], b[:, 0], b1), ref_tic, mod_tic),
-        "js_tic1": _interval(lambda a, b: js_samples(a[:, 0], b[:, 0], b1), ref_tic, mod_tic),
+        "kl_tic1": interval(lambda a, b: kl_samples(a[:, 0], b[:, 0], edges=e1), ref_tic, mod_tic),
+        "js_tic1": interval(lambda a, b: js_samples(a[:, 0], b[:, 0], edges=e1), ref_tic, mod_tic),
         "transitions_tic1": {"reference": count_transitions([t[:, 0] for t in ref_tic], bounds),
                              "model": count_transitions([t[:, 0] for t in mod_tic], bounds)},
         "tic1_timescale_frames": float(tica.timescales()[0]),
@@ -154,7 +174,7 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
         "bootstrap": boot,
     }
     if r1.shape[1] > 1:
-        metrics["kl_tic12"] = _interval(lambda a, b: kl_samples(a[:, :2], b[:, :2], b2), ref_tic, mod_tic)
+        metrics["kl_tic12"] = interval(lambda a, b: kl_samples(a[:, :2], b[:, :2], edges=e2), ref_tic, mod_tic)
         plots.free_energy_2d(out / "tic12.png", r1[:, :2], m1[:, :2], energy, ("TIC1", "TIC2"), name)
     plots.free_energy_1d(out / "tic1.png", r1[:, 0], m1[:, 0], energy, "TIC1", name)
     rp, mp = np.concatenate(ref), np.concatenate(mod)
@@ -174,7 +194,7 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
         edges = [np.linspace(-np.pi, np.pi, b2 + 1)] * 2
         ref_pp = [dihedrals(t, quads) for t in ref]
         mod_pp = [dihedrals(t, quads) for t in mod]
-        metrics["kl_phi_psi"] = _interval(lambda a, b: kl_samples(a, b, edges=edges), ref_pp, mod_pp)
+        metrics["kl_phi_psi"] = interval(lambda a, b: kl_samples(a, b, edges=edges), ref_pp, mod_pp)
         deg = [np.degrees(e) for e in edges]
         plots.free_energy_2d(out / "phi_psi.png", np.degrees(np.concatenate(ref_pp)), np.degrees(np.concatenate(mod_pp)),
                              energy, ("φ (deg)", "ψ (deg)"), name, edges=deg)

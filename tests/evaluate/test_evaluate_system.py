@@ -45,6 +45,22 @@ def test_kl_in_the_pipeline_is_reference_first(tmp_path):
     assert boot["reference"]["block_frames"] == math.ceil(3 * boot["reference"]["tau_tic1_frames"])
 
 
+def test_the_model_is_resampled_in_its_own_blocks(tmp_path):
+    """The reference switches states every few frames (short blocks suffice); each model
+    trajectory stays in one state for good, half in each: its frames are only as independent as
+    its trajectories, so its interval must come from resampling whole trajectories (wide), not
+    from the reference's short blocks (which would make it look sharp)."""
+    rng = np.random.default_rng(1)
+    ref = [_two_state_chain(rng, 2000, (0, 1), stay=0.5) for _ in range(4)]
+    mod = [_two_state_chain(rng, 2000, (k % 2,)) for k in range(4)]
+    info = SimpleNamespace(temperature=300.0, bonds=[[0, 1], [1, 2], [2, 3]], n_beads=4, bead_names=["A", "B", "C", "D"])
+    m = evaluate_system("toy", info, ref, mod, EvaluateConfig(lag=1, bootstrap=50), tmp_path / "toy")
+    boot = m["bootstrap"]
+    assert boot["reference"]["block_frames"] < 20 and boot["model"]["block_frames"] >= 2000  # whole trajectories
+    assert m["js_tic1"]["plugin"] < 0.01  # both half and half
+    assert m["js_tic1"]["high"] - m["js_tic1"]["low"] > 0.1  # a draw of 4 trajectories may hold one state only
+
+
 def _fake_simulation(tmp_path, name: str):
     sim = tmp_path / "sim"
     (sim / name).mkdir(parents=True)

@@ -42,6 +42,19 @@ def test_a_stray_model_frame_cannot_stretch_the_bins():
     assert kl_samples(ref, ref + 100.0) > 10 and js_samples(ref, ref + 100.0) == pytest.approx(math.log(2), abs=1e-3)
 
 
+def test_non_finite_samples_are_refused_not_dropped():
+    """Fixed bins (the (φ, ψ) surface) once let numpy drop NaN rows silently."""
+    from cglight.evaluate.bootstrap import integrated_time
+
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    x[3, 1] = np.nan
+    edges = [np.linspace(-np.pi, np.pi, 31)] * 2
+    with pytest.raises(ValueError, match="1 histogram sample"):
+        kl_samples(np.zeros((10, 2)), x, edges=edges)
+    with pytest.raises(ValueError, match="not finite"):
+        integrated_time([x[:, 1]])
+
+
 def test_js_of_two_gaussians_matches_quadrature():
     rng = np.random.default_rng(1)
     p, q = stats.norm(0.0, 1.0), stats.norm(1.0, 0.8)
@@ -106,13 +119,20 @@ def _ar1_series(rng, count, n, phi, mean=0.0):
 def test_block_length_is_three_correlation_times_of_an_ar1_series():
     rng = np.random.default_rng(8)
     for phi in (0.5, 0.9):
-        block, tau = block_length(_ar1_series(rng, 16, 8000, phi))
-        assert tau == pytest.approx((1 + phi) / (1 - phi), rel=0.2)
+        block, tau, reached = block_length(_ar1_series(rng, 16, 8000, phi))
+        assert tau == pytest.approx((1 + phi) / (1 - phi), rel=0.2) and reached
         assert block == math.ceil(3 * tau)
     assert block_length([rng.normal(size=5000)])[1] == pytest.approx(1.0, abs=0.3)  # white noise
+    assert block_length([np.full(500, 1 / 3)])[1:] == (1.0, True)  # constant (rounding must not make it 999)
     # many trajectories shorter than a few τ (as short CG runs are): pooled over them, τ still holds
-    _, tau = block_length(_ar1_series(rng, 200, 100, 0.95))
-    assert tau == pytest.approx(39.0, rel=0.25)
+    # (Sokal's window, 5 τ, is longer than the pieces, which is flagged; the sum to lag 99 is 38.8)
+    _, tau, reached = block_length(_ar1_series(rng, 200, 100, 0.95))
+    assert tau == pytest.approx(39.0, rel=0.25) and not reached
+    # shorter than the window (40 frames < 5 τ): flagged; the sum up to lag 39 is 33.9 in closed
+    # form, which dividing each lag by its number of pairs recovers (by all frames instead: ~22)
+    _, tau, reached = block_length(_ar1_series(rng, 400, 40, 0.95))
+    truncated = 1 + 2 * sum(0.95**k for k in range(1, 40))
+    assert tau == pytest.approx(truncated, rel=0.12) and not reached
 
 
 def test_each_ensemble_is_resampled_in_its_own_blocks():
