@@ -85,6 +85,20 @@ class LangevinState:
         return cls(cat("pos"), cat("vel"), cat("forces"), steps.pop(), cat("alive"), failures, cat("keys"))
 
 
+def check_settings(timestep_fs: float, friction_per_ps: float, temperature: float | None = None,
+                   masses: Sequence[float] | None = None) -> None:
+    """Raise :class:`ConfigError` naming the first setting out of range (``None``: not checked);
+    the integrator's own checks, which ``cglight simulate`` runs before it writes anything."""
+    if not (math.isfinite(timestep_fs) and timestep_fs > 0):
+        raise ConfigError(f"simulate: 'timestep_fs' must be a positive number, got {timestep_fs!r}")
+    if not (math.isfinite(friction_per_ps) and friction_per_ps >= 0):
+        raise ConfigError(f"simulate: 'friction_per_ps' must be a number >= 0, got {friction_per_ps!r}")
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"simulate: 'temperature' must be positive kelvin, got {temperature!r}")
+    if masses is not None and not all(math.isfinite(m) and m > 0 for m in masses):
+        raise ConfigError(f"simulate: 'masses' must be positive numbers (amu, one per bead), got {list(masses)}")
+
+
 class LangevinIntegrator:
     """BAOAB Langevin dynamics of ``R`` replicas of one system, batched in one force call.
 
@@ -109,14 +123,10 @@ class LangevinIntegrator:
         seed: int | Sequence[int] = 0,
         check_fn: CheckFn | None = None,
     ) -> None:
-        for name, value in (("temperature", temperature), ("timestep_fs", timestep_fs)):
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"simulate: '{name}' must be a positive number, got {value!r}")
-        if not (math.isfinite(friction_per_ps) and friction_per_ps >= 0):
-            raise ConfigError(f"simulate: 'friction_per_ps' must be >= 0, got {friction_per_ps!r}")
         masses = torch.as_tensor(masses)
-        if masses.dim() != 1 or not bool((masses > 0).all()):
-            raise ConfigError(f"simulate: bead masses must be a positive vector [n], got {masses.tolist()}")
+        if masses.dim() != 1:
+            raise ConfigError(f"simulate: 'masses' must be a vector [n] (amu, one per bead), got shape {tuple(masses.shape)}")
+        check_settings(timestep_fs, friction_per_ps, temperature, masses.tolist())
         self.force_fn, self.check_fn = force_fn, check_fn
         self.masses, self.seed = masses, seed
         self.temperature = float(temperature)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,7 +44,7 @@ from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check,
     state_arrays,
     state_tensors,
 )
-from cglight.simulate.langevin import LangevinState
+from cglight.simulate.langevin import LangevinState, check_settings
 from cglight.simulate.masses import bead_masses
 from cglight.simulate.trajectory import append_frames, cg_topology, dcd_frames, trim_dcd, write_topology_pdb
 from cglight.simulate.workers import run_jobs, split, worker_count
@@ -124,18 +123,10 @@ class SimulateConfig:
         if self.steps % self.save_every:
             raise ConfigError(f"simulate: 'steps' ({self.steps}) must be a multiple of 'save_every' ({self.save_every}): "
                               "every frame of a trajectory is 'save_every' steps after the one before")
-        # checked here, not only by the integrator: nothing is written for a run that cannot start
-        if not (math.isfinite(self.timestep_fs) and self.timestep_fs > 0):
-            raise ConfigError(f"simulate: 'timestep_fs' must be a positive number, got {self.timestep_fs!r}")
-        if not (math.isfinite(self.friction_per_ps) and self.friction_per_ps >= 0):
-            raise ConfigError(f"simulate: 'friction_per_ps' must be a number >= 0, got {self.friction_per_ps!r}")
-        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ConfigError(f"simulate: 'temperature' must be positive kelvin (or left out: each system's data's), "
-                              f"got {self.temperature!r}")
+        # the integrator's checks, run here too: nothing is written for a run that cannot start
+        check_settings(self.timestep_fs, self.friction_per_ps, self.temperature, self.masses)
         if self.seed < 0:
             raise ConfigError(f"simulate: 'seed' must be >= 0, got {self.seed}")
-        if self.masses is not None and not all(math.isfinite(m) and m > 0 for m in self.masses):
-            raise ConfigError(f"simulate: 'masses' must be positive numbers (amu, one per bead), got {self.masses}")
         if self.max_beads_per_call is not None and self.max_beads_per_call < 0:
             raise ConfigError(f"simulate: 'max_beads_per_call' must be >= 0 (0: no cap), got {self.max_beads_per_call}")
         if self.flush_every % self.save_every:
