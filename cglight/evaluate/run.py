@@ -118,6 +118,8 @@ def model_trajectories(sim: Path, name: str, skip: int) -> list[np.ndarray]:
 
 MIN_BLOCKS = 10
 """Fewer bootstrap blocks than this in either ensemble: the intervals are flagged as unreliable."""
+TEMPERATURE_TOLERANCE_K = 0.5
+"""A simulation this much hotter or colder than the reference is flagged."""
 
 
 def bootstrap_blocks(ref_tic1: list[np.ndarray], mod_tic1: list[np.ndarray], block_frames: int) -> dict:
@@ -152,14 +154,14 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     bounds = core_bounds(r1[:, 0])
     b1, b2 = config.bins_1d, config.bins_2d
     boot = bootstrap_blocks([t[:, 0] for t in ref_tic], [t[:, 0] for t in mod_tic], config.block_frames)
+    warnings = []
     for key, b in boot.items():
         if b["blocks"] < MIN_BLOCKS:
-            log.warning("%s: the %s gives only %d bootstrap blocks of %d frames (TIC1 correlation time %.0f frames): "
-                        "its intervals are unreliable; simulate longer or more replicas", name, key, b["blocks"], b["block_frames"],
-                        b["tau_tic1_frames"])
+            warnings.append(f"The {key} gives only {b['blocks']} bootstrap blocks of {b['block_frames']} frames (TIC1 "
+                            f"correlation time {b['tau_tic1_frames']:.0f} frames): its intervals are unreliable.")
         if not b["tau_window_reached"]:
-            log.warning("%s: the %s's trajectories are shorter than 5 TIC1 correlation times: its correlation time "
-                        "(%.0f frames) is underestimated", name, key, b["tau_tic1_frames"])
+            warnings.append(f"The {key}'s trajectories are shorter than 5 TIC1 correlation times: its correlation time "
+                            f"({b['tau_tic1_frames']:.0f} frames) is underestimated.")
     interval = bootstrap_interval(boot, config)
     # bins fixed once from the whole reference (every bootstrap draw on the same bins)
     e1, e2 = shared_edges(r1[:, 0], m1[:, 0], b1), shared_edges(r1[:, :2], m1[:, :2], b2)
@@ -172,6 +174,7 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
         "frames": {"reference": int(len(r1)), "model": int(len(m1))},
         "trajectories": {"reference": len(ref), "model": len(mod)},
         "bootstrap": boot,
+        "warnings": warnings,
     }
     if r1.shape[1] > 1:
         metrics["kl_tic12"] = interval(lambda a, b: kl_samples(a[:, :2], b[:, :2], edges=e2), ref_tic, mod_tic)
@@ -218,14 +221,7 @@ def _report(metrics: dict, config: EvaluateConfig) -> str:
     lines.append("")
     for name, m in metrics["systems"].items():
         lines.append(f"## {name}\n")
-        for key, b in m["bootstrap"].items():
-            if b["blocks"] < MIN_BLOCKS:
-                lines.append(f"**The {key} gives only {b['blocks']} bootstrap blocks of {b['block_frames']} frames (TIC1 "
-                             f"correlation time {b['tau_tic1_frames']:.0f} frames): its intervals are unreliable.**\n")
-        temp = m.get("temperature", {})
-        if temp.get("model") is not None and abs(temp["model"] - temp["reference"]) > 0.5:
-            lines.append(f"**The simulation ran at {temp['model']:.1f} K, the reference at {temp['reference']:.1f} K: the "
-                         "ensembles differ by temperature too.**\n")
+        lines += [f"**{w}**\n" for w in m["warnings"]]
         if m["transitions_tic1"]["reference"] < 4:
             lines.append(f"**The reference crosses the slow mode only {m['transitions_tic1']['reference']} times: its TIC1 "
                          "distribution is not converged and the KL along it is not meaningful.**\n")
@@ -259,11 +255,14 @@ def evaluate(config: EvaluateConfig) -> Path:
         data[name] = ref, mod
     for name, (ref, mod) in data.items():
         metrics["systems"][name] = evaluate_system(name, manifest.systems[name], ref, mod, config, out / name)
+        m = metrics["systems"][name]
         t_ref, t_sim = manifest.systems[name].temperature, simulated.get(name, {}).get("temperature")
-        metrics["systems"][name]["temperature"] = {"reference": t_ref, "model": t_sim}
-        if t_sim is not None and abs(t_sim - t_ref) > 0.5:
-            log.warning("%s: the simulation ran at %.1f K, the reference at %.1f K: the ensembles differ by temperature too",
-                        name, t_sim, t_ref)
+        m["temperature"] = {"reference": t_ref, "model": t_sim}
+        if t_sim is not None and abs(t_sim - t_ref) > TEMPERATURE_TOLERANCE_K:
+            m["warnings"].append(f"The simulation ran at {t_sim:.1f} K, the reference at {t_ref:.1f} K: the ensembles differ "
+                                 "by temperature too.")
+        for warning in m["warnings"]:
+            log.warning("%s: %s", name, warning)
         log.info("%s: KL(ref‖model) along TIC1 %.3f", name, metrics["systems"][name]["kl_tic1"]["value"])
     out.mkdir(parents=True, exist_ok=True)
     for fname, text in (("metrics.json", json.dumps(metrics, indent=2) + "\n"), ("report.md", _report(metrics, config))):
