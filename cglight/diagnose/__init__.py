@@ -1,0 +1,1 @@
+"""``cglight diagnose``: whether a model's Hessian-matching terms carry information its forces do not."""
