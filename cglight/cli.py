@@ -7,6 +7,7 @@
     cglight test     --config ... --ckpt_path ...          (LightningCLI)
     cglight simulate --config configs/simulate/ala2.yaml   (batched CG Langevin dynamics)
     cglight evaluate --config configs/evaluate/ala2.yaml   (TICA, KL/JS, plots, report)
+    cglight diagnose --checkpoint CKPT --data DIR          (what the Hessian terms could teach the model)
     cglight plugins                                        (registered loss plugins)
 
 Errors caused by input are printed as one line, without a traceback, and exit with status 2.
@@ -90,6 +91,12 @@ def evaluate_main(argv: list[str]) -> None:
     from cglight.evaluate.run import EvaluateConfig, evaluate
 
     _dataclass_main(argv, "evaluate", EvaluateConfig, evaluate)
+
+
+def diagnose_main(argv: list[str]) -> None:
+    from cglight.diagnose.run import DiagnoseConfig, diagnose
+
+    _dataclass_main(argv, "diagnose", DiagnoseConfig, diagnose)
 
 
 def data_main(argv: list[str]) -> int:
@@ -182,6 +189,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     "test": ("evaluate the losses on the test split (LightningCLI)", _lightning("test")),
     "simulate": ("Langevin dynamics of a trained model from reference starts (--config FILE)", simulate_main),
     "evaluate": ("compare simulated and reference ensembles: TICA, KL/JS, plots, report (--config FILE)", evaluate_main),
+    "diagnose": ("can the Hessian terms teach a model anything its forces do not? (--checkpoint, --data)", diagnose_main),
     "plugins": ("list the registered loss plugins", plugins_main),
     "data": ("inspect and join datasets: info DIR, verify DIR, merge OUT PART_DIR...", data_main),
 }

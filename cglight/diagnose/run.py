@@ -1,0 +1,185 @@
+"""``cglight diagnose``: can the Hessian terms teach this model anything its forces do not?
+
+For every system of a dataset (full projected Hessians needed), on ``frames`` training frames
+spread evenly over its training split (the split ``cglight fit`` uses with the same fractions):
+
+1. **Curvature by subspace** (:mod:`cglight.diagnose.information`): the model's Hessian (float64,
+   by double back-propagation) against the mean of each target — ``hvp``, ``hvp_cov`` with the
+   ``centered`` and the ``uncentered`` estimator — in the rigid, stiff and soft blocks: traces,
+   standard errors, ``z``, and the squared signal-to-noise of one frame's target.
+2. **Gradients at the checkpoint's weights**: on ``gradient_frames`` of those frames, the norm of
+   the gradient in the network's parameters of each configured term (weight × normalised loss), its
+   ratio to the force term's, and the effective weight on the raw loss (``weight / scale``, the
+   scale being the term's calibrated target second moment).
+
+It prints a table and one sentence per target, and writes everything to ``out`` (JSON) when given.
+Works on any checkpoint written by ``cglight fit`` — after training, or one saved before the first
+step (the priors and normalisation are fitted in ``on_fit_start``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cglight.data import keys
+from cglight.data.dataset import ShardDataset
+from cglight.data.splits import split_dataset
+from cglight.diagnose.information import THRESHOLD, as_dict, information, verdict
+from cglight.errors import ConfigError
+from cglight.units import beta as beta_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DiagnoseConfig:
+    """Every key of ``cglight diagnose``; each is also a command-line option."""
+
+    checkpoint: str = ""
+    """A model: the ``.ckpt`` written by ``cglight fit``."""
+    data: str = ""
+    """The dataset it was (or will be) trained on; needs full projected Hessians (``hessian: full``)."""
+    systems: list[str] = field(default_factory=list)
+    """Systems to read; empty: all of them."""
+    frames: int = 256
+    """Training frames per system, evenly spaced over the training split (>= 2)."""
+    gradient_frames: int = 32
+    """Of those, frames for the per-term gradient norms (0: skip)."""
+    val_fraction: float = 0.1
+    """The validation fraction of ``cglight fit`` (the training split is the first 1 − val − test)."""
+    test_fraction: float = 0.1
+    """The test fraction of ``cglight fit``."""
+    threshold: float = THRESHOLD
+    """Standard errors between a target's mean and the model beyond which a term carries information."""
+    seed: int = 0
+    """The Hessian terms' probe vectors in the gradient part."""
+    out: str | None = None
+    """A JSON file for every number printed (optional)."""
+
+    def validate(self) -> None:
+        if not self.checkpoint or not Path(self.checkpoint).is_file():
+            raise ConfigError(f"diagnose: 'checkpoint' must be a .ckpt written by cglight fit, got {self.checkpoint!r}")
+        if not self.data:
+            raise ConfigError("diagnose: 'data' is required (a dataset directory with full projected Hessians)")
+        if self.frames < 2:
+            raise ConfigError(f"diagnose: 'frames' must be >= 2, got {self.frames}")
+        if not 0 <= self.gradient_frames <= self.frames:
+            raise ConfigError(f"diagnose: 'gradient_frames' must be in [0, frames={self.frames}], got {self.gradient_frames}")
+        if not self.threshold > 0:
+            raise ConfigError(f"diagnose: 'threshold' must be > 0, got {self.threshold}")
+
+
+def _training_frames(dataset: ShardDataset, config: DiagnoseConfig) -> dict[str, tuple[np.ndarray, list[slice]]]:
+    """Per system: global indices of ``frames`` evenly spaced training frames, and the slices of them
+    that are contiguous in time (one per training segment)."""
+    splits = split_dataset(dataset.manifest, config.val_fraction, config.test_fraction, where=str(dataset.root))
+    out = {}
+    for s, name in enumerate(dataset.system_names):
+        segments = [seg for seg in splits.train if seg.system == s]
+        if not segments:
+            continue
+        pool = np.concatenate([np.arange(seg.start, seg.stop) + dataset.offsets[seg.shard] for seg in segments])
+        segment_of = np.concatenate([np.full(seg.frames, k) for k, seg in enumerate(segments)])
+        picks = np.unique(np.linspace(0, len(pool) - 1, min(config.frames, len(pool))).round().astype(int))
+        bounds = np.flatnonzero(np.diff(segment_of[picks])) + 1
+        starts, stops = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(picks)]])
+        out[name] = (pool[picks], [slice(int(a), int(b)) for a, b in zip(starts, stops, strict=True)])
+    return out
+
+
+def _model_hessians(core, pos: torch.Tensor, types: torch.Tensor) -> np.ndarray:
+    """``[F, 3n, 3n]``: the model's Hessian at every frame, column by column (float64)."""
+    frames, n = pos.shape[:2]
+    columns = []
+    for k in range(3 * n):
+        v = torch.zeros(frames, 3 * n, dtype=pos.dtype)
+        v[:, k] = 1.0
+        columns.append(core.hvp(pos, types, v.reshape(frames, n, 3)).reshape(frames, -1))
+    h = torch.stack(columns, -1).numpy()
+    return 0.5 * (h + h.transpose(0, 2, 1))
+
+
+def _gradients(model, batch: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Per configured term: the parameter-gradient norm of weight × normalised loss, and the weights."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        output = model.evaluate(batch[keys.POS], batch[keys.BEAD_TYPES], create_graph=True)
+        out = {}
+        for i, (name, term) in enumerate(model.objective.items()):
+            raw = term(batch, output).loss
+            scale = float(term.scale) if term.normalize else 1.0
+            weight = float(model.objective.weights[i])
+            grads = torch.autograd.grad(weight * raw / scale, params, retain_graph=True, allow_unused=True)
+            norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)))
+            out[name] = {"weight": weight, "scale": scale, "effective_weight": weight / scale, "gradient_norm": norm,
+                         "normalised_loss": float(raw.detach() / scale)}
+    force = out.get("force", {}).get("gradient_norm")
+    for entry in out.values():
+        entry["ratio_to_force"] = entry["gradient_norm"] / force if force else None
+    return out
+
+
+def diagnose(config: DiagnoseConfig) -> dict:
+    """Run the diagnostic; returns (and prints) its readings per system."""
+    from cglight.model.potential import CGPotential
+
+    config.validate()
+    dataset = ShardDataset(config.data)
+    names = config.systems or dataset.system_names
+    unknown = [n for n in names if n not in dataset.manifest.systems]
+    if unknown:
+        raise ConfigError(f"diagnose: systems {unknown} are not in {config.data} (it has {dataset.system_names})")
+    for name in names:
+        mode = dataset.manifest.systems[name].hessian
+        if mode != "full":
+            raise ConfigError(f"diagnose: system '{name}' of {config.data} has Hessian mode '{mode}'; the diagnostic needs "
+                              "the full projected Hessian of every frame (prepare with 'hessian: full')")
+    model = CGPotential.load_from_checkpoint(config.checkpoint, map_location="cpu", weights_only=True).double().eval()
+    torch.manual_seed(config.seed)
+    picks = _training_frames(dataset, config)
+    report: dict = {"checkpoint": str(config.checkpoint), "data": str(config.data), "systems": {}}
+    for name in names:
+        info = dataset.manifest.systems[name]
+        index, pieces = picks[name]
+        batch = {k: (v.double() if v.is_floating_point() else v) for k, v in dataset[index.tolist()].items()}
+        pos, types = batch[keys.POS], batch[keys.BEAD_TYPES][0]
+        model_forces = model.forces(pos, types).numpy()
+        hessians = _model_hessians(model, pos, types)
+        readings = information(pos.numpy(), batch[keys.FORCES].numpy(), batch[keys.HESSIAN].numpy(), model_forces, hessians,
+                               info.bonds, beta_of(info.temperature), pieces, config.threshold)
+        entry = {"frames": len(index), "readings": as_dict(readings), "verdict": verdict(readings, config.threshold)}
+        if config.gradient_frames:
+            sub = np.linspace(0, len(index) - 1, config.gradient_frames).round().astype(int)
+            entry["gradients"] = _gradients(model, {k: v[sub] for k, v in batch.items()})
+        report["systems"][name] = entry
+        _print(name, entry)
+    if config.out:
+        path = Path(config.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        log.info("diagnostic written to %s", path)
+    return report
+
+
+def _print(name: str, entry: dict) -> None:
+    print(f"\n{name}: {entry['frames']} training frames; block traces (kcal/mol/Å²): model | target mean ± stderr | z | "
+          "per-frame SNR²")
+    for target, blocks in entry["readings"].items():
+        for block, r in blocks.items():
+            flag = "  <- information" if r["informative"] else ""
+            print(f"  {target:<20} {block:<6} {r['model']:>11.4g} | {r['target']:>11.4g} ± {r['stderr']:<9.2g} | "
+                  f"{r['z']:>+7.1f} | {r['snr2']:.2g}{flag}")
+    for line in entry["verdict"]:
+        print(f"  {line}")
+    if "gradients" in entry:
+        print("  gradient of weight × normalised loss in the network's parameters:")
+        for term, g in entry["gradients"].items():
+            ratio = "" if g["ratio_to_force"] is None else f", {g['ratio_to_force']:.3g} × the force term's"
+            print(f"    {term:<10} weight {g['weight']:g}, effective weight {g['effective_weight']:.3g} per raw unit², "
+                  f"|∇| {g['gradient_norm']:.3g}{ratio}")
