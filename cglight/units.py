@@ -22,6 +22,8 @@ def beta(temperature: float) -> float:
         raise ValueError(f"temperature must be positive (kelvin), got {temperature!r}")
     return 1.0 / (KB_KCAL_PER_MOL_K * temperature)
 
+KB_KJ_PER_MOL_K: float = KB_KCAL_PER_MOL_K / KJ_TO_KCAL
+"""Boltzmann constant in kJ/mol/K (OpenMM's energy unit)."""
 FS_TO_PS: float = 1.0e-3
 KCAL_PER_MOL_TO_AMU_A2_PER_PS2: float = 418.4
 """kcal/mol → amu·Å²/ps² (1 amu·Å²/ps² = 10 J/mol): turns force/mass into Å/ps²."""

@@ -12,27 +12,32 @@ from cglight.units import HESSIAN_OPENMM_TO_CGLIGHT
 T = 300.0
 
 
-def _gaussian_system():
-    """Four atoms on zero-length springs (u = ½ xᵀKx exactly), atom 0 anchored to the origin."""
+def _gaussian_system(hydrogens: bool = False):
+    """Four atoms on zero-length springs (u = ½ xᵀKx exactly), atom 0 anchored to the origin; with
+    ``hydrogens``, a light atom (1 amu) on a stiff spring (period ~10 fs, as an X–H bond) to each of
+    atoms 1 and 2, and a softer spring between those hydrogens and from one to atom 3."""
     import openmm as mm
 
+    masses = [12.0] * 4 + ([1.0] * 2 if hydrogens else [])
+    springs = [(0, 1, 2000.0), (1, 2, 1000.0), (2, 3, 1500.0)]  # kJ/mol/nm²
+    if hydrogens:
+        springs += [(1, 4, 3.0e5), (2, 5, 3.0e5), (4, 5, 800.0), (5, 3, 600.0)]
     system = mm.System()
-    for _ in range(4):
-        system.addParticle(12.0)
-    springs = mm.HarmonicBondForce()
-    k = [2000.0, 1000.0, 1500.0]  # kJ/mol/nm²
-    for i, ki in enumerate(k):
-        springs.addBond(i, i + 1, 0.0, ki)
-    system.addForce(springs)
+    for m in masses:
+        system.addParticle(m)
+    bonds = mm.HarmonicBondForce()
+    for i, j, k in springs:
+        bonds.addBond(i, j, 0.0, k)
+    system.addForce(bonds)
     anchor = mm.CustomExternalForce("0.5*ka*(x^2+y^2+z^2)")
     anchor.addGlobalParameter("ka", 500.0)
     anchor.addParticle(0, [])
     system.addForce(anchor)
-    lap = np.zeros((4, 4))
-    for i, ki in enumerate(k):
-        lap[[i, i + 1], [i, i + 1]] += ki
-        lap[i, i + 1] -= ki
-        lap[i + 1, i] -= ki
+    lap = np.zeros((len(masses), len(masses)))
+    for i, j, k in springs:
+        lap[[i, j], [i, j]] += k
+        lap[i, j] -= k
+        lap[j, i] -= k
     lap[0, 0] += 500.0
     return system, np.kron(lap, np.eye(3)) * HESSIAN_OPENMM_TO_CGLIGHT  # kcal/mol/Å²
 
@@ -52,6 +57,24 @@ def test_estimate_matches_the_closed_form_pmf_hessian():
     assert est.frobenius_stderr < 0.1 * np.linalg.norm(bare - exact)
 
 
+@pytest.mark.slow
+def test_default_settings_match_the_closed_form_with_fast_hydrogens():
+    """The default sampler and settings (GHMC, 1 fs, 2000 samples 20 steps apart) on a harmonic
+    molecule with hydrogen-like atoms vibrating against held atoms: within the stated error."""
+    system, k = _gaussian_system(hydrogens=True)
+    mapped = [0, 3]
+    m = np.kron(np.eye(6)[mapped], np.eye(3))
+    exact = np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
+    x = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.1, 0.02, 0.0], [0.15, 0.0, 0.01], [0.05, 0.01, 0.0], [0.1, 0.02, 0.01]])
+    est = conditional_pmf_hessian(system, x, mapped, T, seed=4)
+    assert est.settings["sampler"] == "ghmc" and est.settings["timestep_fs"] == 1.0 and est.samples == 2000
+    assert 0.5 < est.acceptance < 1.0
+    err = np.linalg.norm(est.hessian - exact)
+    assert err < 4 * est.frobenius_stderr, (err, est.frobenius_stderr)
+    assert est.frobenius_stderr < 0.3 * np.linalg.norm(exact), (est.frobenius_stderr, np.linalg.norm(exact))
+    assert np.linalg.norm(m @ k @ m.T - exact) > 3 * est.frobenius_stderr  # the covariance correction is resolved
+
+
 def test_constraints_on_mapped_atoms_and_bad_indices_are_refused():
     system, _ = _gaussian_system()
     x = np.zeros((4, 3))
@@ -60,3 +83,5 @@ def test_constraints_on_mapped_atoms_and_bad_indices_are_refused():
     system.addConstraint(0, 1, 0.1)
     with pytest.raises(ConfigError, match="constrains mapped atoms"):
         conditional_pmf_hessian(system, x, [0, 3], T, samples=20, blocks=2)
+    with pytest.raises(ConfigError, match="unknown sampler"):
+        conditional_pmf_hessian(system, x, [0, 3], T, samples=20, blocks=2, sampler="metropolis")
