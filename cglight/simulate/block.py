@@ -34,7 +34,8 @@ def load_energy_model(checkpoint: str, device: str, trusted_backbones: Collectio
     A backbone by dotted class path loads only if it is in ``trusted_backbones``."""
     from cglight.energy import CGEnergy
 
-    return CGEnergy.from_checkpoint(checkpoint, map_location=device, trusted_backbones=trusted_backbones).to(device).requires_grad_(False)
+    model = CGEnergy.from_checkpoint(checkpoint, map_location=device, trusted_backbones=trusted_backbones)
+    return model.to(device).requires_grad_(False)
 
 
 def model_fingerprint(model) -> str:

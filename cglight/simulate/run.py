@@ -202,10 +202,11 @@ def read_restart(path: Path, names: list[str], replicas: int) -> dict:
     def bad(what: str) -> ConfigError:
         return ConfigError(f"{path}: not a cglight restart state ({what}); continue in another 'out'")
 
-    if not isinstance(restart, dict) or not isinstance(restart.get("config"), dict) or not isinstance(restart.get("systems"), dict):
+    if not (isinstance(restart, dict) and isinstance(restart.get("config"), dict) and isinstance(restart.get("systems"), dict)):
         raise bad("no 'config' or 'systems'")
     if not isinstance(restart.get("model"), dict) or not isinstance(restart["model"].get("sha256"), str):
-        raise bad("no 'model' fingerprint: written by an older cglight; continue it with that version or start a new 'out'")
+        raise ConfigError(f"{path}: a restart state without the model's fingerprint (written by an older cglight); "
+                          "continue it with that version or start a new 'out'")
     for name in names:
         system = restart["systems"].get(name)
         if not isinstance(system, dict) or not isinstance(system.get("state"), dict):
@@ -217,8 +218,9 @@ def read_restart(path: Path, names: list[str], replicas: int) -> dict:
         if missing:
             raise bad(f"system '{name}': the state lacks {missing}")
         state = system["state"]
-        tensors = [k for k in ("pos", "vel", "forces", "alive", "keys") if torch.is_tensor(state[k]) and len(state[k]) == replicas]
-        if len(tensors) < 5 or not isinstance(state["step"], int) or not isinstance(state["failures"], dict):
+        shaped = all(torch.is_tensor(state[k]) and state[k].dim() > 0 and len(state[k]) == replicas
+                     for k in ("pos", "vel", "forces", "alive", "keys"))
+        if not shaped or not isinstance(state["step"], int) or not isinstance(state["failures"], dict):
             raise bad(f"system '{name}': the state's tensors are not of {replicas} replicas, or its step or failures malformed")
     return restart
 
@@ -231,10 +233,10 @@ def _beginnings(out: Path, settings: dict, names: list[str]) -> list[Path]:
     started = out / STARTED
     try:
         record = json.loads(started.read_text())["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
+        changed = [k for k in FIXED if record.get(k) != settings[k]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ConfigError(f"{out} exists, is not empty and holds no {RESTART} (nor a readable {STARTED}): "
                           "choose another 'out' or remove it") from None
-    changed = [k for k in FIXED if record.get(k) != settings[k]]
     if changed:
         raise ConfigError(f"simulate: {out} holds the start of a run killed before its first flush, with different {changed}; "
                           "keep them, or remove it, or choose another 'out'")

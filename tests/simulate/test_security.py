@@ -180,3 +180,19 @@ def test_an_out_holding_foreign_files_is_refused_and_kept(checkpoint, tiny_datas
     (tmp_path / "other/notes.txt").write_text("mine")
     assert _simulate(checkpoint, tiny_dataset, tmp_path / "other", 40) == 2
     assert (tmp_path / "other/notes.txt").read_text() == "mine"
+
+
+def test_a_worker_refuses_a_checkpoint_that_changed_after_the_parent_loaded_it(network_checkpoint):
+    from cglight.errors import ConfigError
+    from cglight.simulate.block import BlockJob, SystemSpec, integrate_block, load_energy_model, model_fingerprint
+
+    spec = SystemSpec("a", [0, 1], [[0, 1]], [12.0, 12.0], 300.0, (0, 0), 10.0)
+    job = BlockJob(0, 0, 1, str(network_checkpoint), "cpu", 1.0, 1.0, 1, 1, 1, [spec],
+                   starts=[np.array([[[0.0, 0.0, 0.0], [1.5, 0.0, 0.0]]], dtype=np.float32)])
+    messages = []
+    with pytest.raises(ConfigError, match="changed while the run was starting"):
+        integrate_block(BlockJob(**{**job.__dict__, "model_sha256": "0" * 64}), messages.append)
+    assert messages == []
+    fingerprint = model_fingerprint(load_energy_model(str(network_checkpoint), "cpu"))
+    integrate_block(BlockJob(**{**job.__dict__, "model_sha256": fingerprint}), messages.append)
+    assert [m[0] for m in messages] == ["tick", "flush"]
