@@ -16,13 +16,18 @@ Two ways to choose one (``model.backbone``):
   the energy of each frame in kcal/mol, twice differentiable in ``pos`` (three times for exact
   Hessian-vector losses; :func:`cglight.energy.autograd_probe.check_autograd_order` checks this
   at start-up). The common torchmd-net fields are ignored for such a module, except ``max_z``.
+
+Importing a module runs its code. A config the user writes may name any class; a checkpoint is a
+file that may come from elsewhere, so a model built FROM A CHECKPOINT imports a dotted class path
+only when the user trusts it (:func:`check_trusted`, ``trusted_backbones``); the names of the
+table above always work.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -95,6 +100,17 @@ BACKBONES: dict[str, TorchMDNetModel] = {
     "tensornet": TorchMDNetModel("torchmdnet.models.tensornet:TensorNet", False, lambda c: {"static_shapes": False}),
 }
 """The torchmd-net models by name: the one table the ``name`` key is looked up in."""
+
+
+def check_trusted(name: Any, trusted: Collection[str] | None, source: str) -> None:
+    """Refuse a backbone ``name`` read from ``source`` (a file) unless it is a table name or in ``trusted``:
+    a dotted class path would be imported, running that module's code."""
+    if isinstance(name, str) and (name in BACKBONES or name in (trusted or ())):
+        return
+    raise ConfigError(
+        f"{source}: its backbone is the class {name!r}, which cglight would import (running that module's code); "
+        f"if you trust it, pass trusted_backbones=[{name!r}] (cglight simulate: --trusted_backbones '[{name}]')"
+    )
 
 
 def _import(target: str, key: str) -> type:

@@ -14,13 +14,14 @@ shared by systems with different bonds). Without priors no topology is needed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from cglight.energy.backbone import BackboneConfig, backbone_config, build_backbone
+from cglight.energy.backbone import BackboneConfig, backbone_config, build_backbone, check_trusted
 from cglight.energy.output import ModelOutput
 from cglight.energy.prior_fit import FitCurve, GeometrySamples
 from cglight.energy.priors import PRIOR_KINDS, PriorsConfig, build_priors, priors_config
@@ -67,19 +68,28 @@ class CGEnergy(nn.Module):
         self._compiled.clear()
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu", prefix: str = "core.") -> CGEnergy:
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu", prefix: str = "core.",
+                        trusted_backbones: Collection[str] | None = None) -> CGEnergy:
         """The energy model of a ``cglight fit`` checkpoint, in evaluation mode, without Lightning.
 
         Reads the checkpoint's hyper-parameters (``backbone``, ``priors``) and the ``core.*``
-        entries of its state dict with plain ``torch.load(weights_only=True)``.
+        entries of its state dict with plain ``torch.load(weights_only=True)``. A backbone given
+        by dotted class path is imported only if that path is in ``trusted_backbones`` (importing
+        runs the module's code); the built-in names (``graph-network``, ...) always load.
         """
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        hp = ckpt.get("hyper_parameters", {})
-        if "backbone" not in hp or "state_dict" not in ckpt:
+        ckpt = load_plain(path, map_location, "cglight reads checkpoints as plain data only")
+        hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+        if not isinstance(hp, dict) or "backbone" not in hp or "state_dict" not in ckpt:
             raise ConfigError(f"{path}: not a cglight checkpoint (no hyper_parameters.backbone or state_dict)")
-        model = cls(hp["backbone"], hp.get("priors"))
+        backbone = backbone_config(hp["backbone"])
+        check_trusted(backbone.name, trusted_backbones, str(path))
+        model = cls(backbone, hp.get("priors"))
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            reason = " ".join(str(exc).split())
+            raise ConfigError(f"{path}: its weights do not fit its hyper-parameters ({reason[:300]})") from None
         return model.eval()
 
     # ------------------------------------------------------------ topology
@@ -296,3 +306,17 @@ class CGEnergy(nn.Module):
         out = self.evaluate(pos, bead_types, create_graph=False, bonds=bonds)
         with torch.enable_grad():
             return out.hvp(v).detach()
+
+
+def load_plain(path: str | os.PathLike, map_location: str | torch.device, why: str) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings, lists and dicts only, never
+    code; a file that holds anything else (or is not a torch file) is refused in one line saying ``why``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError (not a zip), ...
+        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \d+)", str(exc))
+        reason = found.group(0) if found else type(exc).__name__
+        raise ConfigError(f"{path}: not loaded: it is not plain data (tensors, numbers, strings, lists, dicts) that "
+                          f"torch.load(weights_only=True) reads ({reason}); {why}") from None

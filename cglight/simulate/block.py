@@ -15,22 +15,45 @@ the whole run, so a block follows the trajectories the replicas follow in any ot
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
+from cglight.errors import ConfigError
 from cglight.simulate.langevin import LangevinIntegrator, LangevinState, run_together
 
 
-def load_energy_model(checkpoint: str, device: str):
+def load_energy_model(checkpoint: str, device: str, trusted_backbones: Collection[str] | None = None):
     """The trained energy model of a ``cglight fit`` checkpoint (no Lightning), in evaluation mode,
     its parameters frozen: forces need the gradient in the positions only, and a graph that also
-    leads to the weights costs about 4 % of a step at 10 beads (``benchmarks/simulate_speed.py``)."""
+    leads to the weights costs about 4 % of a step at 10 beads (``benchmarks/simulate_speed.py``).
+    A backbone by dotted class path loads only if it is in ``trusted_backbones``."""
     from cglight.energy import CGEnergy
 
-    return CGEnergy.from_checkpoint(checkpoint, map_location=device).to(device).requires_grad_(False)
+    model = CGEnergy.from_checkpoint(checkpoint, map_location=device, trusted_backbones=trusted_backbones)
+    return model.to(device).requires_grad_(False)
+
+
+def model_fingerprint(model) -> str:
+    """sha256 of what defines a ``CGEnergy``'s energy: its backbone and prior settings and every entry
+    of its state dict (names, dtypes, shapes, values; the fitted systems), whatever the device. A
+    checkpoint saved again with the same weights (another epoch count, optimizer state) keeps it."""
+    digest = hashlib.sha256()
+    settings = {"backbone": asdict(model.backbone_config), "priors": asdict(model.priors_config)}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        if torch.is_tensor(value):
+            value = value.detach().cpu().contiguous()
+            digest.update(f"{value.dtype} {tuple(value.shape)}".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(json.dumps(value, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 def force_function(model, bead_types: torch.Tensor, bonds: list[list[int]] | None = None):
@@ -150,11 +173,18 @@ class BlockJob:
     """A new run: the block's starting positions ``[count, n, 3]`` per system."""
     states: list[dict] | None = None
     """A continued run: the block's state per system (:func:`state_arrays`)."""
+    trusted_backbones: list[str] = field(default_factory=list)
+    """Dotted class paths the checkpoint's backbone may name (:meth:`CGEnergy.from_checkpoint`)."""
+    model_sha256: str = ""
+    """The :func:`model_fingerprint` the parent loaded; the worker refuses a checkpoint changed since ("": no check)."""
 
 
 def integrate_block(job: BlockJob, emit: Callable[[tuple], None]) -> None:
     """Integrate the block up to ``job.steps``, emitting ticks, frames and states (module doc)."""
-    model = load_energy_model(job.checkpoint, job.device)
+    model = load_energy_model(job.checkpoint, job.device, job.trusted_backbones)
+    if job.model_sha256 and model_fingerprint(model) != job.model_sha256:
+        raise ConfigError(f"simulate: {job.checkpoint} changed while the run was starting (another model at that path); "
+                          "rerun the command")
     integs, states, types = [], [], []
     for k, spec in enumerate(job.systems):
         types.append(torch.tensor(spec.bead_types, device=job.device))

@@ -11,11 +11,14 @@ number of workers. This process gathers the frames and writes every file. Output
 
     out/<system>/topology.pdb            CG topology (one residue per bead, CG bonds as CONECT)
     out/<system>/replica-NNN.dcd         one continuous trajectory per replica (Å)
-    out/restart.pt                       everything needed to continue (written atomically)
+    out/started.json                     the settings, written before anything else
+    out/restart.pt                       everything needed to continue (written atomically): plain data only
     out/simulation.json                  the settings; per system its temperature (K), the steps done
                                          and any stopped replicas
 
-Rerunning the same command continues from ``restart.pt`` (raise ``steps`` to run longer).
+Rerunning the same command continues from ``restart.pt`` (raise ``steps`` to run longer), with
+the same model only (:func:`~cglight.simulate.block.model_fingerprint`); a run killed before
+its first flush starts again from scratch. A system whose every replica stopped fails the command.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +35,8 @@ import numpy as np
 import torch
 
 from cglight.data.manifest import read_manifest
-from cglight.errors import ConfigError
+from cglight.energy.core import load_plain
+from cglight.errors import CGLightError, ConfigError
 from cglight.progress import progress
 from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check, ...: the public helpers, also from here
     BlockJob,
@@ -41,6 +46,7 @@ from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check,
     group_force_function,
     integrate_block,
     load_energy_model,
+    model_fingerprint,
     state_arrays,
     state_tensors,
 )
@@ -51,6 +57,8 @@ from cglight.simulate.workers import run_jobs, split, worker_count
 
 log = logging.getLogger(__name__)
 RESTART = "restart.pt"
+STARTED = "started.json"
+STATE_KEYS = ("pos", "vel", "forces", "step", "alive", "failures", "keys")
 # settings that must not change when a run is continued
 FIXED = ("checkpoint", "starts", "systems", "replicas", "timestep_fs", "friction_per_ps", "temperature", "save_every", "seed",
          "masses", "max_bond_factor")
@@ -109,6 +117,10 @@ class SimulateConfig:
     """Worker processes on the CPU, each integrating a contiguous block of every system's replicas with
     one torch thread (0: all cores, at most one per replica). On a GPU one process runs every replica.
     Does not change the trajectories (one noise stream per replica); may change on continuation."""
+    trusted_backbones: list[str] = field(default_factory=list)
+    """Dotted class paths (``package.module.Class``) the checkpoint's backbone may name: importing one
+    runs its module's code, so a checkpoint naming any other is refused. The built-in names
+    (graph-network, equivariant-transformer, tensornet) always load."""
 
     def validate(self) -> None:
         if not self.checkpoint:
@@ -178,6 +190,117 @@ def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.nda
 
 
 
+class SimulationStoppedError(CGLightError):
+    """Every replica of a system stopped (blew up): the run produced no trajectory worth its steps."""
+
+
+def read_restart(path: Path, names: list[str], replicas: int) -> dict:
+    """The restart state at ``path``, read as plain data (``torch.load(weights_only=True)``: no
+    code runs), its layout checked for ``names`` of ``replicas`` replicas each."""
+    restart = load_plain(path, "cpu", f"{RESTART} holds plain data only; continue in another 'out'")
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{path}: not a cglight restart state ({what}); continue in another 'out'")
+
+    if not (isinstance(restart, dict) and isinstance(restart.get("config"), dict) and isinstance(restart.get("systems"), dict)):
+        raise bad("no 'config' or 'systems'")
+    if not isinstance(restart.get("model"), dict) or not isinstance(restart["model"].get("sha256"), str):
+        raise ConfigError(f"{path}: a restart state without the model's fingerprint (written by an older cglight); "
+                          "continue it with that version or start a new 'out'")
+    for name in names:
+        system = restart["systems"].get(name)
+        if not isinstance(system, dict) or not isinstance(system.get("state"), dict):
+            raise bad(f"no state of system '{name}'")
+        if not (isinstance(system.get("frames"), list) and len(system["frames"]) == replicas
+                and all(isinstance(f, int) for f in system["frames"])):
+            raise bad(f"system '{name}': no list 'frames' of {replicas} counts")
+        missing = [k for k in STATE_KEYS if k not in system["state"]]
+        if missing:
+            raise bad(f"system '{name}': the state lacks {missing}")
+        state = system["state"]
+        shaped = all(torch.is_tensor(state[k]) and state[k].dim() > 0 and len(state[k]) == replicas
+                     for k in ("pos", "vel", "forces", "alive", "keys"))
+        if not shaped or not isinstance(state["step"], int) or not isinstance(state["failures"], dict):
+            raise bad(f"system '{name}': the state's tensors are not of {replicas} replicas, or its step or failures malformed")
+    return restart
+
+
+def _beginnings(out: Path, settings: dict, names: list[str]) -> list[Path]:
+    """The files a run killed before its first flush left in ``out`` (no restart state), to remove
+    before it starts again; refuses an ``out`` holding anything else, or the start of another run."""
+    if not out.exists() or not any(out.iterdir()):
+        return []
+    started = out / STARTED
+    try:
+        record = json.loads(started.read_text())["settings"]
+        changed = [k for k in FIXED if record.get(k) != settings[k]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{out} exists, is not empty and holds no {RESTART} (nor a readable {STARTED}): "
+                          "choose another 'out' or remove it") from None
+    if changed:
+        raise ConfigError(f"simulate: {out} holds the start of a run killed before its first flush, with different {changed}; "
+                          "keep them, or remove it, or choose another 'out'")
+    ours = {STARTED, RESTART + ".tmp", "simulation.json.tmp"}
+    for name in names:
+        ours |= {name, f"{name}/topology.pdb", f"{name}/topology.pdb.tmp"}
+        ours |= {f"{name}/replica-{r:03d}.dcd" for r in range(settings["replicas"])}
+    found = {p.relative_to(out).as_posix(): p for p in out.rglob("*")}
+    foreign = sorted(set(found) - ours)
+    if foreign:
+        raise ConfigError(f"{out} holds no {RESTART} and files cglight simulate did not write there ({', '.join(foreign[:5])}): "
+                          "choose another 'out' or remove them")
+    return sorted(found.values(), key=lambda p: -len(p.parts))  # files before their folders
+
+
+def _start_afresh(out: Path, leftovers: list[Path], settings: dict) -> None:
+    """Remove a killed run's ``leftovers``, then record the settings of this one in ``out/started.json``."""
+    if leftovers:
+        log.info("%s holds the start of this run, killed before its first flush: starting it again", out)
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (STARTED + ".tmp")
+    tmp.write_text(json.dumps({"settings": settings}, indent=2) + "\n")
+    os.replace(tmp, out / STARTED)
+
+
+def stopped_summary(name: str, state: LangevinState) -> str:
+    """One line: how many replicas of system ``name`` stopped, at which steps and why."""
+    stopped = []
+    for r, why in sorted(state.failures.items()):
+        found = re.fullmatch(r"step (\d+): (.*)", why)
+        stopped.append((r, int(found.group(1)), found.group(2)) if found else (r, -1, why))
+    if len(stopped) <= 6:
+        detail = "; ".join(f"replica {r} at step {step}: {why}" for r, step, why in stopped)
+    else:
+        groups: dict[str, list[int]] = {}
+        for _, step, why in stopped:
+            groups.setdefault(why, []).append(step)
+        detail = "; ".join(f"{len(steps)} at steps {min(steps)}-{max(steps)}: {why}" for why, steps in groups.items())
+    total = len(state.alive)
+    if not bool(state.alive.any()):
+        return f"every replica of system '{name}' stopped ({len(stopped)} of {total}: {detail})"
+    return f"{len(stopped)} of {total} replicas of system '{name}' stopped: {detail}"
+
+
+def _report(sims: dict, out: Path, config: SimulateConfig, steps: int) -> None:
+    """Warn of stopped replicas; fail when every replica of a system stopped (after every file is written)."""
+    dead = [stopped_summary(n, s["state"]) for n, s in sims.items() if not bool(s["state"].alive.any())]
+    if dead:
+        raise SimulationStoppedError(
+            f"simulate: {'; '.join(dead)}; {out} holds their frames up to the stops, and its restart state step {steps}; "
+            f"a smaller timestep_fs (now {config.timestep_fs}), more friction or another model may keep them together"
+        )
+    partly = [n for n, s in sims.items() if s["state"].failures]
+    for name in partly:
+        log.warning("%s (simulation.json lists every one)", stopped_summary(name, sims[name]["state"]))
+    note = f" (stopped replicas in {', '.join(partly)}, see above)" if partly else ""
+    log.info("simulated %s for %d steps into %s%s", ", ".join(sims), steps, out, note)
+
+
 def simulate(config: SimulateConfig) -> Path:
     """Run (or continue) the simulation described by ``config``; returns the output directory."""
     config.validate()
@@ -190,16 +313,20 @@ def simulate(config: SimulateConfig) -> Path:
     device = config.torch_device()
     workers = worker_count(config.workers, device, config.replicas)
     restart_path = out / RESTART
-    restart = torch.load(restart_path, weights_only=False) if restart_path.is_file() else None
-    if restart is None and out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists, is not empty and holds no {RESTART}: choose another 'out' or remove it")
     settings = asdict(config)
+    restart = read_restart(restart_path, names, config.replicas) if restart_path.is_file() else None
+    leftovers = _beginnings(out, settings, names) if restart is None else []
     if restart is not None:
         changed = [k for k in FIXED if restart["config"].get(k) != settings[k]]
         if changed:
             raise ConfigError(f"simulate: {out} holds a run with different {changed}; keep them or choose another 'out'")
     sims, specs, starts = {}, [], []
-    model = load_energy_model(config.checkpoint, device)  # a bad checkpoint fails here, before any file is written
+    # a bad checkpoint fails here, before any file is written
+    model = load_energy_model(config.checkpoint, device, config.trusted_backbones)
+    fingerprint = model_fingerprint(model)
+    if restart is not None and restart["model"]["sha256"] != fingerprint:
+        raise ConfigError(f"simulate: {config.checkpoint} is not the model {out} was simulated with (its weights or settings "
+                          "changed since); continue with that model, or choose another 'out' for this one")
     for i, name in enumerate(names):
         info = manifest.systems[name]
         masses = np.asarray(config.masses, dtype=np.float64) if config.masses else bead_masses(root, name, info)
@@ -216,6 +343,8 @@ def simulate(config: SimulateConfig) -> Path:
         force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(device))
         starts.append(start)
     del model  # every worker loads its own
+    if restart is None:
+        _start_afresh(out, leftovers, settings)
     for name, start, spec in zip(names, starts, specs, strict=True):
         info = manifest.systems[name]
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -235,13 +364,15 @@ def simulate(config: SimulateConfig) -> Path:
     done = 0 if restart is None else min(s["state"].step for s in sims.values())
     if done >= config.steps:
         log.info("%s holds %d steps already (steps: %d); nothing to do", out, done, config.steps)
+        _report(sims, out, config, done)
         return out
     blocks = split(config.replicas, workers)
     jobs = [
         BlockJob(w, b.start, len(b), config.checkpoint, device, config.timestep_fs, config.friction_per_ps,
                  config.save_every, config.flush_every, config.steps, specs, beads_per_call(config),
                  starts=[x[b.start:b.stop] for x in starts] if restart is None else None,
-                 states=None if restart is None else [state_arrays(s["state"].block(b.start, b.stop)) for s in sims.values()])
+                 states=None if restart is None else [state_arrays(s["state"].block(b.start, b.stop)) for s in sims.values()],
+                 trusted_backbones=list(config.trusted_backbones), model_sha256=fingerprint)
         for w, b in enumerate(blocks)
     ]
     if workers > 1:
@@ -249,15 +380,12 @@ def simulate(config: SimulateConfig) -> Path:
                  workers, ", ".join(f"{b.start}-{b.stop - 1}" for b in blocks))
     else:
         log.info("simulating %d replicas of %d systems in one process on %s", config.replicas, len(sims), device)
-    writer = _Writer(out, sims, settings, config, blocks, done)
+    writer = _Writer(out, sims, settings, config, blocks, done, fingerprint)
     try:
         run_jobs(integrate_block, jobs, writer)
     finally:
         writer.bar.close()
-    for name, s in sims.items():
-        for r, why in sorted(s["state"].failures.items()):
-            log.warning("system %s, replica %d stopped at %s", name, r, why)
-    log.info("simulated %s for %d steps into %s", ", ".join(sims), config.steps, out)
+    _report(sims, out, config, config.steps)
     return out
 
 
@@ -266,8 +394,10 @@ class _Writer:
     progress bar for all of them and, once every block has reached a flush step, writes that
     step's frames of every replica, then the restart state and the summary."""
 
-    def __init__(self, out: Path, sims: dict, settings: dict, config: SimulateConfig, blocks: list[range], done: int) -> None:
+    def __init__(self, out: Path, sims: dict, settings: dict, config: SimulateConfig, blocks: list[range], done: int,
+                 fingerprint: str) -> None:
         self.out, self.sims, self.settings, self.config, self.blocks = out, sims, settings, config, blocks
+        self.fingerprint = fingerprint
         self.dt_ps = config.timestep_fs * 1e-3
         self.reached, self.pending = [done] * len(blocks), {}
         self.t0, self.done = time.perf_counter(), done
@@ -304,13 +434,14 @@ class _Writer:
                     append_frames(self.out / name / f"replica-{r:03d}.dcd", s["top"], frames[:, r][alive[:, r]], self.dt_ps,
                                   self.config.save_every)
                     s["frames"][r] += int(alive[:, r].sum())
-        state = {"config": self.settings,
+        state = {"config": self.settings, "model": {"sha256": self.fingerprint},  # plain data: read with weights_only=True
                  "systems": {n: {"state": s["state"].state_dict(), "frames": s["frames"]} for n, s in self.sims.items()}}
         tmp = self.out / (RESTART + ".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.out / RESTART)
         summary = {
             "settings": self.settings,
+            "model_sha256": self.fingerprint,
             "systems": {
                 n: {"temperature": s["temperature"], "steps": s["state"].step, "frames": sum(s["frames"]),
                     "alive": int(s["state"].alive.sum()), "stopped": {str(r): why for r, why in sorted(s["state"].failures.items())}}

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from cglight.energy import BackboneConfig, CGEnergy, build_backbone
+from cglight.energy.backbone import backbone_dict
 from cglight.energy.autograd_probe import autograd_order_error
 from cglight.errors import ConfigError
 from cglight.model import CGPotential
@@ -176,3 +177,48 @@ class WrongParameterGradient(nn.Module):
 def test_probe_checks_the_parameter_gradient_training_uses():
     reason = autograd_order_error(WrongParameterGradient(), 2)
     assert reason is not None and reason.startswith("parameter gradient of the order-1 derivative")
+
+
+def write_side_effect_backbone(folder, marker) -> str:
+    """A backbone module in ``folder`` whose import writes ``marker`` (code a checkpoint could name); its module name."""
+    name = f"sideeffect_{abs(hash(str(folder))):x}"
+    (folder / f"{name}.py").write_text(
+        "import pathlib\nimport torch\nfrom torch import nn\n"
+        f"pathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "class Net(nn.Module):\n"
+        "    def forward(self, z, pos, batch, n_graphs):\n"
+        "        e = 0.5 * pos.pow(2).sum(-1)\n"
+        "        return torch.zeros(n_graphs, dtype=pos.dtype, device=pos.device).index_add(0, batch, e)\n"
+    )
+    return name
+
+
+def write_checkpoint_naming(path, backbone: str) -> None:
+    """A ``cglight fit``-shaped checkpoint of a parameter-free model whose backbone is ``backbone``, written
+    without importing it."""
+    backbone_hp = {**backbone_dict(BackboneConfig()), "name": backbone}
+    torch.save({"hyper_parameters": {"backbone": backbone_hp, "priors": None},
+                "state_dict": {"core.priors_fitted": torch.tensor(False), "core._extra_state": {"systems": {}}}}, path)
+
+
+def test_a_checkpoint_naming_a_module_imports_it_only_when_trusted(tmp_path, monkeypatch):
+    import sys
+
+    marker = tmp_path / "imported.txt"
+    module = write_side_effect_backbone(tmp_path, marker)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ckpt = tmp_path / "model.ckpt"
+    write_checkpoint_naming(ckpt, f"{module}.Net")
+    for trusted in (None, [], ["other.Net"], [module]):
+        with pytest.raises(ConfigError, match=rf"{ckpt}: its backbone is the class '{module}.Net'.*trusted_backbones") as err:
+            CGEnergy.from_checkpoint(ckpt, trusted_backbones=trusted)
+        assert "\n" not in str(err.value)
+        assert not marker.exists() and module not in sys.modules, trusted
+    model = CGEnergy.from_checkpoint(ckpt, trusted_backbones=[f"{module}.Net"])
+    assert marker.exists() and type(model.net).__name__ == "Net"
+    assert float(model.energy(torch.tensor([[1.0, 2.0, 2.0]]), torch.tensor([0]))) == pytest.approx(4.5)
+    # the built-in table is always allowed, and a user's own config may name any class
+    write_checkpoint_naming(tmp_path / "gn.ckpt", "graph-network")
+    with pytest.raises(ConfigError, match="weights do not fit its hyper-parameters"):  # built (no trust needed), then refused
+        CGEnergy.from_checkpoint(tmp_path / "gn.ckpt")
+    assert isinstance(CGEnergy(BackboneConfig(name=f"{__name__}.PairSprings")).net, PairSprings)

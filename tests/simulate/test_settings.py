@@ -55,7 +55,7 @@ def test_non_finite_settings_are_refused(tmp_path, key, value):
 
 def _kinetic_temperature(restart_path, masses) -> tuple[float, float]:
     """Equipartition: ⟨m v²⟩ = kT per degree of freedom; mean over replicas and its standard error."""
-    state = torch.load(restart_path, weights_only=False)["systems"]["a"]["state"]
+    state = torch.load(restart_path, weights_only=True)["systems"]["a"]["state"]
     vel = torch.as_tensor(state["vel"], dtype=torch.float64)  # [R, n, 3] Å/ps
     m = torch.tensor(masses, dtype=torch.float64)[None, :, None]
     per_replica = (m * vel**2).mean((1, 2)) / KCAL_PER_MOL_TO_AMU_A2_PER_PS2 / kt(1.0)  # kelvin
