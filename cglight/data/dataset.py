@@ -94,7 +94,8 @@ class ShardDataset(Dataset):
                 try:
                     values = f[name][uniq][inverse]
                 except OSError as exc:
-                    raise DatasetError(f"{path}: cannot read '{name}' frames {uniq.tolist()}, damaged or truncated ({exc})") from None
+                    frames = uniq.tolist()
+                    raise DatasetError(f"{path}: cannot read '{name}' frames {frames}, damaged or truncated ({exc})") from None
                 if name != keys.FRAME_INDEX:
                     check_finite(path, name, values, local[sort])
                 parts.setdefault(name, []).append(values)
