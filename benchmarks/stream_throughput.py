@@ -6,7 +6,10 @@
    one epoch of a synthetic 5-bead dataset with full Hessians (the quickstart's shapes), in
    frames/s, against the frames/s one training step of the quickstart model consumes (graph
    network 64×3, force + hvp_cov with 4 probes, batch 32, one thread).
-2. Peak RSS: one epoch over synthetic 35-bead datasets with full Hessians (45 kB a frame) of
+2. Checksums: the time to verify one shard's sha256 against the time to read all its datasets, and
+   ``setup`` with and without ``data.verify_checksums`` (on by default: every shard is hashed once
+   per process that sets the DataModule up) against one epoch of the training loader.
+3. Peak RSS: one epoch over synthetic 35-bead datasets with full Hessians (45 kB a frame) of
    1, 4 and 8 times the loader's memory bound, each in a fresh process; the peak resident memory
    of the training process and of its reading worker should not grow with the dataset (Linux:
    ``VmHWM`` of the process, ``ru_maxrss`` of the worker, which counts the pages it shares with
@@ -87,6 +90,42 @@ def consumption(path: Path, repeats: int = 10, warmup: int = 3) -> float:
     return 32 / statistics.median(step_times(losses, batch, repeats, warmup))
 
 
+def checksum_cost(path: Path, repeats: int = 3) -> None:
+    """Print what verifying the checksums costs, against reading the same shard and one epoch of loading."""
+    from cglight.data.datamodule import CGDataModule
+    from cglight.data.shards import sha256, shard_file
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    def read_all(shard: Path) -> None:
+        with shard_file(shard) as f:
+            for name in f:
+                f[name][...]
+
+    shard = sorted(path.rglob("*.h5"))[0]
+    mib = shard.stat().st_size / 2**20
+    t_hash, t_read = best(lambda: sha256(shard)), best(lambda: read_all(shard))
+    print(f"\nchecksum of one shard ({mib:.1f} MiB, page cache warm): sha256 {t_hash * 1e3:.0f} ms "
+          f"({mib / t_hash:.0f} MiB/s), reading every dataset {t_read * 1e3:.0f} ms ({mib / t_read:.0f} MiB/s)")
+    setup = {flag: best(lambda flag=flag: CGDataModule(str(path), verify_checksums=flag).setup()) for flag in (True, False)}
+    dm = CGDataModule(str(path), batch_size=32)
+    dm.setup()
+    t = time.perf_counter()
+    for _ in dm.train_dataloader():
+        pass
+    epoch = time.perf_counter() - t
+    total = sum(p.stat().st_size for p in path.rglob("*.h5")) / 2**20
+    print(f"setup of {total:.0f} MiB: {setup[True]:.2f} s verifying checksums, {setup[False]:.2f} s without; "
+          f"one epoch of the training loader {epoch:.2f} s: verifying adds {(setup[True] - setup[False]) / epoch:.0%} "
+          "of one epoch's loading, once per fit")
+
+
 def _epoch_rss(path: str, window: int) -> None:
     """Child process: one epoch of the training loader, then print the peak RSS (MiB) of self and workers."""
     from cglight.data.datamodule import CGDataModule
@@ -126,6 +165,7 @@ def main() -> None:
         print(f"loader (num_workers={workers}, defaults): {rate:9.0f} frames/s")
         print(f"training step (quickstart model, force + hvp_cov 4 probes, batch 32): {need:9.0f} frames/s")
         print(f"loader / consumption: {rate / need:.1f}x")
+        checksum_cost(small)
 
         from cglight.data.datamodule import CGDataModule
 
@@ -135,7 +175,7 @@ def main() -> None:
         print(f"\npeak RSS, {args.beads} beads ({bytes_per_frame(args.beads) / 1e3:.1f} kB/frame), window_frames={args.window}, "
               f"num_workers={workers}: memory bound {bound_frames} frames = {bound_mib:.0f} MiB")
         print(f"{'dataset':>10} {'MiB':>8} {'main peak MiB':>14} {'worker peak MiB':>16}")
-        for mult in (float(x) for x in args.rss_sizes.split(",")):
+        for mult in (float(x) for x in args.rss_sizes.split(",") if x):
             frames = int(mult * bound_frames)
             root = write_dataset(Path(tmp) / f"big{mult}", beads=args.beads, frames=frames)
             env = dict(os.environ, CGLIGHT_NUM_THREADS="1")

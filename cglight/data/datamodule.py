@@ -5,7 +5,7 @@ Lightning's hooks, in the order Lightning calls them:
 - ``prepare_data`` (global rank 0 only, the other ranks wait at Lightning's barrier): a missing
   dataset is built with ``cglight prepare`` from ``data.build``.
 - ``setup`` (every rank): the manifest is read and every shard's header checked (shapes, dtypes,
-  openable, optional checksums), so a missing, truncated or mismatched shard stops every rank
+  openable, sha256 unless ``verify_checksums`` is false), so a missing, truncated, changed or mismatched shard stops every rank
   with an error naming the file before training starts. The splits are made (``splits.py``).
 - ``train_dataloader`` / ``val_dataloader`` / ``test_dataloader``: ``StreamLoader``\\ s over
   ``ShardStream``\\ s (``stream.py``: blocks, shuffle windows, rank and worker split, memory bound).
@@ -28,13 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from torch import Tensor
 
+from cglight.data import keys
+from cglight.data.calibration import MODES, Outlier, check_calibration_frames, frame_moments
 from cglight.data.dataset import ShardDataset
 from cglight.data.manifest import MANIFEST, Manifest, SystemInfo, read_manifest
 from cglight.data.splits import Segment, Splits, split_dataset
 from cglight.data.stream import REMAINDER, ShardStream, StreamLoader, StreamPosition
-from cglight.errors import ConfigError
+from cglight.errors import ConfigError, DatasetError
 
 log = logging.getLogger("cglight")
 
@@ -58,7 +61,11 @@ class CGDataModule(L.LightningDataModule):
         remainder: what happens when the epoch's batches do not divide over the ranks: ``pad``
             (repeat the epoch's first batches) or ``drop`` (skip the epoch's last batches).
         seed: seed of the shuffle; the order depends on the seed and the epoch only.
-        verify_checksums: check every shard's sha256 against the manifest in ``setup``.
+        verify_checksums: check every shard's sha256 against the manifest in ``setup`` (on by default; a
+            changed shard is refused, naming the file).
+        calibration_outliers: what a calibration frame whose forces, Hessian or HVP have a mean square over
+            100 times the median of its system's calibration frames does (``cglight.data.calibration``):
+            ``refuse`` (default: an error naming the shard file and frame) or ``warn`` (named in a warning).
         mix_systems: shuffle the frames of all systems together, so that a batch holds frames of
             several systems (molecules of different bead counts; the mixed layout of
             ``cglight.data.mixed``, which ``CGPotential`` splits per system). Off by default: a
@@ -79,8 +86,9 @@ class CGDataModule(L.LightningDataModule):
         window_frames: int = 1024,
         remainder: str = "pad",
         seed: int = 0,
-        verify_checksums: bool = False,
+        verify_checksums: bool = True,
         mix_systems: bool = False,
+        calibration_outliers: str = "refuse",
         build: str | None = None,
     ) -> None:
         super().__init__()
@@ -91,6 +99,9 @@ class CGDataModule(L.LightningDataModule):
             raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
         if remainder not in REMAINDER:
             raise ConfigError(f"data.remainder must be one of {', '.join(REMAINDER)}, got {remainder!r}")
+        if calibration_outliers not in MODES:
+            raise ConfigError(f"data.calibration_outliers must be one of {', '.join(MODES)}, got {calibration_outliers!r}")
+        self.calibration_outliers = calibration_outliers
         self.path, self.batch_size, self.build = Path(path), batch_size, build
         self.val_fraction, self.test_fraction, self.holdout_systems = val_fraction, test_fraction, list(holdout_systems or [])
         self.num_workers, self.block_frames, self.window_frames = num_workers, block_frames, window_frames
@@ -175,7 +186,11 @@ class CGDataModule(L.LightningDataModule):
     def calibration_batches(self, frames: int) -> Iterator[dict[str, Tensor]]:
         """Batches of about ``frames`` training frames, the same on every rank: every training segment
         (each system, replica and shard) gives its first frames, in proportion to its size, so that
-        every system and trajectory is represented."""
+        every system and trajectory is represented.
+
+        After the last batch, a frame whose targets dwarf its system's others (``cglight.data.calibration``)
+        is refused, or with ``calibration_outliers: warn`` named in a warning, before the caller uses the
+        sums it took."""
         segments = self._split().train
         total = sum(s.frames for s in segments)
         chosen = []
@@ -184,7 +199,34 @@ class CGDataModule(L.LightningDataModule):
             chosen.append(Segment(s.system, s.shard, s.start, s.start + take))
         stream = self._stream(chosen, shuffle=False, mix=False)  # the priors' fit reads one molecule per batch
         stream.configure(rank=0, world=1, epoch=0)
-        yield from stream.batches()
+        origins = [(str(self.path / self.manifest.shards[shard].path), frame) for shard, frame in stream.origins()]
+        per_system: dict[int, list[tuple[dict, list[tuple[str, int]]]]] = {}
+        seen = 0
+        for batch in stream.batches():
+            b = len(batch[keys.POS])
+            per_system.setdefault(int(batch[keys.SYSTEM][0]), []).append((frame_moments(batch), origins[seen : seen + b]))
+            seen += b
+            yield batch
+        self._report(self._outliers(per_system))
+
+    @staticmethod
+    def _outliers(per_system: dict[int, list[tuple[dict, list[tuple[str, int]]]]]) -> list[Outlier]:
+        found = []
+        for parts in per_system.values():
+            moments = {k: np.concatenate([m[k] for m, _ in parts]) for k in parts[0][0]}
+            found += check_calibration_frames(moments, [o for _, origins in parts for o in origins])
+        return sorted(found, key=lambda o: -o.ratio)
+
+    def _report(self, found: list[Outlier]) -> None:
+        if not found:
+            return
+        more = f" ({len(found)} such frames; the others: {'; '.join(map(str, found[1:4]))}{' …' if len(found) > 4 else ''})"
+        text = f"{found[0]}{more if len(found) > 1 else ''}: a corrupted value?"
+        if self.calibration_outliers == "warn":
+            log.warning("%s The loss normalisation and priors are estimated with it (data.calibration_outliers: warn).", text)
+            return
+        raise DatasetError(f"{text} It would set the loss normalisation and priors; fix or remove it, or if it is genuine "
+                           "set data.calibration_outliers: warn")
 
     def _split(self) -> Splits:
         if self.splits is None:

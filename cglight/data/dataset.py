@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from cglight.data import keys
 from cglight.data.manifest import Manifest, read_manifest
-from cglight.data.shards import check_finite, check_shard
+from cglight.data.shards import check_finite, check_shard, open_shard
 from cglight.errors import DatasetError
 from cglight.units import beta
 
@@ -28,15 +28,16 @@ class ShardDataset(Dataset):
 
     ``dataset[[i, j, ...]]`` (or ``__getitems__``) returns a batch dict of tensors; frames of one
     batch must belong to one system. HDF5 files are opened lazily, once per process, so the
-    dataset can be used by DataLoader workers.
+    dataset can be used by DataLoader workers. Every shard is opened and checked when the dataset is
+    made, and its sha256 compared with the manifest's unless ``verify_checksums`` is false.
     """
 
-    def __init__(self, root: str | os.PathLike, verify_checksums: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike, verify_checksums: bool = True) -> None:
         self.root = Path(root)
         self.manifest: Manifest = read_manifest(self.root)
         self.system_names = list(self.manifest.systems)
-        for shard in self.manifest.shards:
-            check_shard(self.root, shard, self.manifest.systems[shard.system], verify_checksums)
+        for i, shard in enumerate(self.manifest.shards):  # every shard opened, checked and (by default) its sha256 verified
+            check_shard(self.root, shard, self.manifest.systems[shard.system], verify_checksums, i)
         counts = [s.frames for s in self.manifest.shards]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.shard_system = np.array([self.system_names.index(s.system) for s in self.manifest.shards], dtype=np.int64)
@@ -52,7 +53,7 @@ class ShardDataset(Dataset):
         if os.getpid() != self._pid:  # forked worker: never share HDF5 handles across processes
             self._files, self._pid = {}, os.getpid()
         if shard not in self._files:
-            self._files[shard] = h5py.File(self.root / self.manifest.shards[shard].path, "r")
+            self._files[shard] = open_shard(self.root / self.manifest.shards[shard].path)
         return self._files[shard]
 
     def __getstate__(self) -> dict:
@@ -90,7 +91,11 @@ class ShardDataset(Dataset):
             for name in (keys.POS, keys.FORCES, keys.HESSIAN, keys.PROBES, keys.HVP, keys.FRAME_INDEX):
                 if name not in f or (name == keys.HESSIAN and info.hessian != "full"):
                     continue
-                values = f[name][uniq][inverse]
+                try:
+                    values = f[name][uniq][inverse]
+                except OSError as exc:
+                    frames = uniq.tolist()
+                    raise DatasetError(f"{path}: cannot read '{name}' frames {frames}, damaged or truncated ({exc})") from None
                 if name != keys.FRAME_INDEX:
                     check_finite(path, name, values, local[sort])
                 parts.setdefault(name, []).append(values)

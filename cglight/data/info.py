@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from cglight.data import keys
 from cglight.data.manifest import Manifest, read_manifest
+from cglight.data.shards import shard_file
 
 
 def integrated_autocorrelation_time(x: np.ndarray, c: float = 5.0) -> float:
@@ -64,7 +64,7 @@ def sampling(root: Path, manifest: Manifest, system: str) -> tuple[str, float, f
     for shard in manifest.shards:
         if shard.system != system:
             continue
-        with h5py.File(root / shard.path, "r") as f:
+        with shard_file(root / shard.path) as f:
             rep = f[keys.REPLICA][:] if keys.REPLICA in f else np.zeros(shard.frames, dtype=np.int64)
             idx, pos = f[keys.FRAME_INDEX][:], f[keys.POS][:]
         for r in np.unique(rep):
@@ -107,7 +107,7 @@ def dataset_info(root: str | os.PathLike) -> str:
                 size += (root / rel).stat().st_size
         mode = s.hessian
         if mode == "probes" and shards:
-            with h5py.File(root / shards[0].path, "r") as f:
+            with shard_file(root / shards[0].path) as f:
                 mode = f"probes (K={f[keys.PROBES].shape[1]})"
         interval = (s.reference or {}).get("frame_interval_ps")
         feature, tau, ess = sampling(root, manifest, name)

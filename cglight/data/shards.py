@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -68,18 +70,46 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray], attrs: d
     return digest
 
 
-def check_shard(root: Path, shard: ShardInfo, system: SystemInfo, verify_checksum: bool = False) -> None:
-    """Check that a shard's datasets have the shapes and dtypes the manifest implies."""
-    path = root / shard.path
-    if verify_checksum and shard.sha256 is not None:
-        digest = sha256(path)
-        if digest != shard.sha256:
-            raise DatasetError(f"{path}: sha256 {digest} does not match the manifest's {shard.sha256}")
+def open_shard(path: str | os.PathLike) -> h5py.File:
+    """Open a shard for reading; a file HDF5 cannot open (truncated, not HDF5, unreadable) is a ``DatasetError`` naming it."""
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
+    except OSError as exc:  # FileNotFoundError and PermissionError included
+        raise DatasetError(f"{path}: truncated or not an HDF5 file ({exc})") from None
+
+
+@contextmanager
+def shard_file(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """``with shard_file(path) as f``: a shard open for reading, as ``open_shard``; a failure while reading it
+    (a damaged block, a missing dataset) is a ``DatasetError`` naming the file too."""
+    f = open_shard(path)
+    try:
+        with f:
+            yield f
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot be opened as HDF5 ({exc})") from None
-    with f:
+        raise DatasetError(f"{path}: cannot be read, damaged or truncated ({exc})") from None
+    except KeyError as exc:
+        raise DatasetError(f"{path}: missing dataset ({exc})") from None
+
+
+def verify_checksum(path: str | os.PathLike, shard: ShardInfo, index: int) -> None:
+    """Raise unless the file's sha256 is the one the manifest records for it (``shards[index].sha256``)."""
+    if shard.sha256 is None:
+        return
+    digest = sha256(path)
+    if digest != shard.sha256:
+        raise DatasetError(
+            f"{path}: sha256 {digest[:12]}… does not match the manifest's shards[{index}].sha256 {shard.sha256[:12]}…: "
+            "the file changed after it was written (`cglight data verify` names what else is at fault; "
+            "data.verify_checksums: false reads it anyway)"
+        )
+
+
+def check_shard(root: Path, shard: ShardInfo, system: SystemInfo, verify: bool = False, index: int = 0) -> None:
+    """Check that a shard opens and that its datasets have the shapes and dtypes the manifest implies; with
+    ``verify``, also its checksum (``index``: its place in the manifest's ``shards``, for the message)."""
+    path = root / shard.path
+    with shard_file(path) as f:
         probes = f[keys.PROBES].shape[1] if system.hessian == "probes" and keys.PROBES in f else None
         for name, shape in expected_shapes(system, shard.frames, probes).items():
             if name not in f:
@@ -93,6 +123,8 @@ def check_shard(root: Path, shard: ShardInfo, system: SystemInfo, verify_checksu
             want = np.integer if name == keys.FRAME_INDEX else np.float32
             if not np.issubdtype(ds.dtype, want):
                 raise DatasetError(f"{path}: dataset '{name}' has dtype {ds.dtype}, expected {np.dtype(want) if want is np.float32 else 'an integer type'}")
+    if verify:
+        verify_checksum(path, shard, index)
 
 
 def check_finite(path: str | os.PathLike, name: str, values: np.ndarray, frames: np.ndarray) -> None:

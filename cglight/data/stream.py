@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from cglight.data import keys
 from cglight.data.manifest import Manifest
 from cglight.data.mixed import pack
-from cglight.data.shards import check_finite
+from cglight.data.shards import check_finite, open_shard
 from cglight.data.splits import Segment
 from cglight.errors import ConfigError, DatasetError
 from cglight.units import beta
@@ -220,6 +220,18 @@ class ShardStream(IterableDataset):
         return EpochPlan(self.segments, self.batch_size, self.block_frames, self.window_frames, self.shuffle,
                          self.seed, self.epoch if epoch is None else epoch, self.mix)
 
+    def origins(self) -> list[tuple[int, int]]:
+        """``(shard, frame within the shard)`` of every frame the next pass yields, in order; for one rank
+        reading one-system batches from the start of the pass (as the calibration frames are read)."""
+        if self.mix or self.world != 1 or self.skip:
+            raise ValueError("ShardStream.origins: one rank, one-system batches, from the start of a pass only")
+        plan = self.plan()
+        out: list[tuple[int, int]] = []
+        for w in range(len(plan.frames)):
+            frames = [(shard, i) for shard, a, b in plan.window(w).pieces for i in range(a, b)]
+            out.extend(frames[j] for j in plan.order(w))
+        return out
+
     def batches_per_rank(self, world: int) -> int:
         """Batches every rank yields per epoch (the same in every epoch)."""
         if self._total is None:
@@ -267,11 +279,7 @@ class ShardStream(IterableDataset):
         if shard in self._files:
             self._files.move_to_end(shard)
             return self._files[shard]
-        path = self.root / self.manifest.shards[shard].path
-        try:
-            f = h5py.File(path, "r")
-        except (OSError, FileNotFoundError) as exc:
-            raise DatasetError(f"{path}: cannot be opened as HDF5 ({exc})") from None
+        f = open_shard(self.root / self.manifest.shards[shard].path)
         self._files[shard] = f
         while len(self._files) > MAX_OPEN_FILES:
             self._files.popitem(last=False)[1].close()

@@ -14,7 +14,7 @@ import numpy as np
 
 from cglight.data import keys
 from cglight.data.manifest import read_manifest
-from cglight.data.shards import check_shard, sha256
+from cglight.data.shards import check_shard, sha256, shard_file
 from cglight.errors import DatasetError
 
 CHUNK = 256
@@ -33,6 +33,21 @@ def _bad_frames(ds: h5py.Dataset) -> list[int]:
 def _frames(bad: list[int], limit: int = 10) -> str:
     shown = ", ".join(map(str, bad[:limit]))
     return f"frame {shown}" if len(bad) == 1 else f"frames {shown}" + (f" … ({len(bad)} in all)" if len(bad) > limit else "")
+
+
+def _scan(path: Path, frames: int) -> list[str]:
+    """The faults of a shard's values: non-finite frames, optional datasets of the wrong length."""
+    found = []
+    with shard_file(path) as f:
+        for key in keys.FLOAT_DATASETS:
+            if key in f:
+                bad = _bad_frames(f[key])
+                if bad:
+                    found.append(f"{path}: dataset '{key}' holds NaN or inf at {_frames(bad)}")
+        for key in (keys.REPLICA, keys.FD_ASYMMETRY):
+            if key in f and f[key].shape != (frames,):
+                found.append(f"{path}: dataset '{key}' has shape {f[key].shape}, expected ({frames},)")
+    return found
 
 
 def verify_dataset(root: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -65,15 +80,10 @@ def verify_dataset(root: str | os.PathLike) -> tuple[list[str], list[str]]:
         except DatasetError as exc:
             found.append(str(exc))
         else:
-            with h5py.File(path, "r") as f:
-                for key in keys.FLOAT_DATASETS:
-                    if key in f:
-                        bad = _bad_frames(f[key])
-                        if bad:
-                            found.append(f"{path}: dataset '{key}' holds NaN or inf at {_frames(bad)}")
-                for key in (keys.REPLICA, keys.FD_ASYMMETRY):
-                    if key in f and f[key].shape != (shard.frames,):
-                        found.append(f"{path}: dataset '{key}' has shape {f[key].shape}, expected ({shard.frames},)")
+            try:
+                found += _scan(path, shard.frames)
+            except DatasetError as exc:
+                found.append(str(exc))
         faults.extend(found)
         lines.extend(f"FAULT {x}" for x in found)
         if not found:

@@ -80,14 +80,13 @@ class EvaluateConfig:
 def reference_trajectories(root: Path, manifest, name: str) -> list[np.ndarray]:
     """The reference CG frames of ``name`` as trajectories: a new one wherever ``frame_index``
     does not advance by one (replicas, or gaps)."""
-    import h5py
-
     from cglight.data import keys
+    from cglight.data.shards import shard_file
 
     pos, index = [], []
     for s in manifest.shards:
         if s.system == name:
-            with h5py.File(root / s.path, "r") as f:
+            with shard_file(root / s.path) as f:
                 pos.append(f[keys.POS][:])
                 index.append(f[keys.FRAME_INDEX][:])
     if not pos:

@@ -169,9 +169,8 @@ class SimulateConfig:
 
 
 def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.ndarray:
-    import h5py
-
     from cglight.data import keys
+    from cglight.data.shards import shard_file
 
     shards = [s for s in manifest.shards if s.system == name]
     total = sum(s.frames for s in shards)
@@ -182,7 +181,7 @@ def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.nda
     for s in shards:
         local = picks[(picks >= offset) & (picks < offset + s.frames)] - offset
         if len(local):
-            with h5py.File(root / s.path, "r") as f:
+            with shard_file(root / s.path) as f:
                 pos.append(f[keys.POS][np.unique(local)][np.searchsorted(np.unique(local), local)])
         offset += s.frames
     return np.concatenate(pos).astype(np.float32)

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cglight.data import CGDataModule, ShardDataset, keys
+from cglight.data.shards import sha256
 from cglight.errors import ConfigError
 from cglight.model import CGPotential
 
@@ -49,6 +50,8 @@ def corrupted_validation(tiny_dataset, tmp_path):
         n = f[keys.POS].shape[0]
         for name, factor in ((keys.POS, 2.0), (keys.FORCES, 50.0), (keys.HESSIAN, 50.0)):
             f[name][n - 8 :] = f[name][n - 8 :] * factor
+    last["sha256"] = sha256(root / last["path"])  # damaged values behind a valid checksum (checksums are verified)
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
 
