@@ -61,6 +61,8 @@ class DiagnoseConfig:
     """The Hessian terms' probe vectors in the gradient part."""
     out: str | None = None
     """A JSON file for every number printed (optional)."""
+    trusted_backbones: list[str] = field(default_factory=list)
+    """Dotted class paths of backbones that the checkpoint may name (importing runs their code); built-in names always load."""
 
     def validate(self) -> None:
         if not self.checkpoint or not Path(self.checkpoint).is_file():
@@ -125,10 +127,22 @@ def _gradients(model, batch: dict[str, torch.Tensor]) -> dict[str, dict[str, flo
     return out
 
 
-def diagnose(config: DiagnoseConfig) -> dict:
-    """Run the diagnostic; returns (and prints) its readings per system."""
+def _load(config: DiagnoseConfig):
+    """The LightningModule of the checkpoint (plain data only; a dotted backbone only when trusted), in float64."""
+    from cglight.energy.backbone import backbone_config, check_trusted
+    from cglight.energy.core import load_plain
     from cglight.model.potential import CGPotential
 
+    ckpt = load_plain(config.checkpoint, "cpu", "cglight reads checkpoints as plain data only")
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "backbone" not in hp or "losses" not in hp:
+        raise ConfigError(f"{config.checkpoint}: not a checkpoint of cglight fit (no hyper_parameters.backbone / losses)")
+    check_trusted(backbone_config(hp["backbone"]).name, config.trusted_backbones, config.checkpoint)
+    return CGPotential.load_from_checkpoint(config.checkpoint, map_location="cpu", weights_only=True).double().eval()
+
+
+def diagnose(config: DiagnoseConfig) -> dict:
+    """Run the diagnostic; returns (and prints) its readings per system."""
     config.validate()
     dataset = ShardDataset(config.data)
     names = config.systems or dataset.system_names
@@ -140,7 +154,7 @@ def diagnose(config: DiagnoseConfig) -> dict:
         if mode != "full":
             raise ConfigError(f"diagnose: system '{name}' of {config.data} has Hessian mode '{mode}'; the diagnostic needs "
                               "the full projected Hessian of every frame (prepare with 'hessian: full')")
-    model = CGPotential.load_from_checkpoint(config.checkpoint, map_location="cpu", weights_only=True).double().eval()
+    model = _load(config)
     torch.manual_seed(config.seed)
     picks = _training_frames(dataset, config)
     report: dict = {"checkpoint": str(config.checkpoint), "data": str(config.data), "systems": {}}
