@@ -83,27 +83,39 @@ def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
     for i in picks:
         traj = md.load_frame(str(data / paths[replica[i]]), int(index[i]), top=str(data / ref["topology"]))
         est = conditional_pmf_hessian(system, traj.xyz[0], mapped, info.temperature, samples=samples)
-        out["frames"].append({"pos": pos[i].tolist(), "hessian": est.hessian.tolist(), "stderr": est.frobenius_stderr})
+        out["frames"].append({"pos": pos[i].tolist(), "hessian": est.hessian.tolist(), "stderr": est.frobenius_stderr,
+                              "per_block": est.per_block.tolist(), "settings": est.settings, "acceptance": est.acceptance})
     out["seconds"] = time.perf_counter() - t
     cache.write_text(json.dumps(out))
     return out
 
 
-def hessian_error(checkpoint: Path, reference: dict, bead_types: list[int]) -> float:
-    """Mean relative Frobenius error of the model Hessian at the reference configurations."""
+def hessian_errors(checkpoint: Path, reference: dict, bead_types: list[int], bonds: list[list[int]]) -> dict[str, float]:
+    """The model Hessian against the reference at its configurations, by subspace
+    (``cglight.evaluate.curvature``): mean relative error of the whole (the old single number) and
+    of the stiff and soft blocks, and the model's and the reference's mean soft trace (± its stderr)."""
     import torch
 
     from cglight.energy import CGEnergy
+    from cglight.evaluate.curvature import curvature_report, subspace_basis
 
     model = CGEnergy.from_checkpoint(checkpoint).double()
-    errs = []
+    rows = []
     for frame in reference["frames"]:
         pos = torch.tensor(frame["pos"], dtype=torch.float64)[None]
         d = pos.numel()
         cols = [model.hvp(pos, torch.tensor(bead_types), torch.eye(d, dtype=torch.float64)[k].reshape(pos.shape)).flatten() for k in range(d)]
-        h, ref = torch.stack(cols, 1).numpy(), np.asarray(frame["hessian"])
-        errs.append(np.linalg.norm(0.5 * (h + h.T) - ref) / np.linalg.norm(ref))
-    return float(np.mean(errs))
+        h = torch.stack(cols, 1).numpy()
+        samples = np.asarray(frame["per_block"]) if "per_block" in frame else None
+        rows.append(curvature_report(h, np.asarray(frame["hessian"]), subspace_basis(np.asarray(frame["pos"]), bonds), samples))
+    out = {"whole": float(np.mean([r["whole"]["error"] for r in rows]))}
+    for block in ("stiff", "soft"):
+        out[block] = float(np.mean([r[block]["error"] for r in rows]))
+    out["soft_trace"] = float(np.mean([r["soft"]["trace"] for r in rows]))
+    out["reference_soft_trace"] = float(np.mean([r["soft"]["reference_trace"] for r in rows]))
+    if all(r["soft"]["reference_trace_stderr"] is not None for r in rows):
+        out["reference_soft_trace_stderr"] = float(np.sqrt(sum(r["soft"]["reference_trace_stderr"] ** 2 for r in rows)) / len(rows))
+    return out
 
 
 def main() -> None:
@@ -120,7 +132,7 @@ def main() -> None:
     data = Path(sim_cfg["starts"])
     times: dict[str, float] = {}
     pmf_cfg = config.get("pmf_hessian")
-    reference, bead_types = None, None
+    reference, bead_types, bonds = None, None, None
     results: dict[str, list[dict]] = {}
     for loss_name, losses in config["losses"].items():
         for seed in args.seeds:
@@ -152,8 +164,9 @@ def main() -> None:
                 if bead_types is None:
                     from cglight.data.manifest import read_manifest
 
-                    bead_types = next(iter(read_manifest(data).systems.values())).bead_types
-                metrics["pmf_hessian_error"] = hessian_error(ckpt, reference, bead_types)
+                    system_info = next(iter(read_manifest(data).systems.values()))
+                    bead_types, bonds = system_info.bead_types, system_info.bonds
+                metrics["pmf_hessian"] = hessian_errors(ckpt, reference, bead_types, bonds)
             metrics["seconds"] = timing
             results.setdefault(loss_name, []).append(metrics)
             print(f"{tag}: KL TIC1 {metrics['kl_tic1']['value']:.3f} {timing}", flush=True)
@@ -165,12 +178,13 @@ def main() -> None:
         noise = [f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in reference["frames"]]
         print(f"PMF-Hessian reference: {len(noise)} configurations, standard error {min(noise):.1%}–{max(noise):.1%} of its norm "
               "(a perfect model's Hessian error would be about that)")
-    print(f"\n{'losses':<16} {'KL TIC1':>15} {'JS TIC1':>15} {'KL TIC1/2':>15} {'KL (φ,ψ)':>15} {'Hessian err':>15}  per-seed KL TIC1 [interval]")
+    print(f"\n{'losses':<16} {'KL TIC1':>15} {'JS TIC1':>15} {'KL TIC1/2':>15} {'KL (φ,ψ)':>15} {'Hessian err':>15} "
+          f"{'stiff err':>15} {'soft err':>15}  per-seed KL TIC1 [interval]")
     for name, rows in results.items():
         cells = [summary([r[k]["value"] for r in rows]) if k in rows[0] else "–" for k in ("kl_tic1", "js_tic1", "kl_tic12", "kl_phi_psi")]
-        herr = summary([r["pmf_hessian_error"] for r in rows]) if "pmf_hessian_error" in rows[0] else "–"
+        herr = [summary([r["pmf_hessian"][b] for r in rows]) if "pmf_hessian" in rows[0] else "–" for b in ("whole", "stiff", "soft")]
         seeds = ", ".join(f"{r['kl_tic1']['value']:.3f} [{r['kl_tic1']['low']:.3f}, {r['kl_tic1']['high']:.3f}]" for r in rows)
-        print(f"{name:<16} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {cells[3]:>15} {herr:>15}  {seeds}")
+        print(f"{name:<16} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {cells[3]:>15} {herr[0]:>15} {herr[1]:>15} {herr[2]:>15}  {seeds}")
     (out / "summary.json").write_text(json.dumps({"results": results, "seconds": times}, indent=2) + "\n")
     print(f"\nwall times (s): {times}; per run in {out / 'summary.json'}")
 
