@@ -126,6 +126,24 @@ def test_overwrite_replaces_an_earlier_evaluation(tiny_dataset, tmp_path):
     assert "stale" not in (out / "report.md").read_text()
 
 
+def test_an_overwrite_that_fails_midway_leaves_no_earlier_metrics_looking_current(tiny_dataset, tmp_path, monkeypatch):
+    from cglight.evaluate import plots
+
+    sim = fake_simulation(tiny_dataset, tmp_path / "sim")
+    out = tmp_path / "eval"
+    assert _evaluate(tiny_dataset, sim, out) == 0
+    assert (out / "metrics.json").is_file() and (out / "ala2" / "tic1.png").is_file()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(plots, "free_energy_1d", broken)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        _evaluate(tiny_dataset, sim, out, "--overwrite", "true")
+    assert not (out / "metrics.json").exists() and not (out / "report.md").exists()
+    assert not (out / "ala2" / "tic1.png").exists()  # the earlier picture is not passed off as this run's
+
+
 def test_an_empty_output_directory_is_used(tiny_dataset, tmp_path):
     sim = fake_simulation(tiny_dataset, tmp_path / "sim")
     (tmp_path / "eval").mkdir()
@@ -140,13 +158,22 @@ def _truncate(path: Path, cut: int) -> None:
     path.write_bytes(data[: len(data) - cut])
 
 
+def _other_bead_count_dcd(sim: Path, data: Path) -> None:
+    other = fake_simulation(data, sim.parent / "six", extra_beads=1)
+    (sim / "ala2/replica-002.dcd").write_bytes((other / "ala2/replica-002.dcd").read_bytes())
+
+
+UNREADABLE = "replica-001.dcd cannot be read as a DCD"
 BROKEN = {
-    "empty DCD": (lambda sim: (sim / "ala2/replica-001.dcd").write_bytes(b""), "replica-001.dcd cannot be read as a DCD"),
-    "garbage DCD": (lambda sim: (sim / "ala2/replica-001.dcd").write_bytes(b"\x07" * 3000), "replica-001.dcd cannot be read as a DCD"),
-    "truncated DCD": (lambda sim: _truncate(sim / "ala2/replica-001.dcd", 10), "replica-001.dcd is truncated: its header says 40 frames"),
-    "empty topology": (lambda sim: (sim / "ala2/topology.pdb").write_text(""), "topology.pdb holds no beads"),
-    "bad simulation.json": (lambda sim: (sim / "simulation.json").write_text("{"), "simulation.json is not valid JSON"),
-    "simulation.json list": (lambda sim: (sim / "simulation.json").write_text("[]"), "simulation.json is not a cglight simulate record"),
+    "empty DCD": (lambda sim, data: (sim / "ala2/replica-001.dcd").write_bytes(b""), UNREADABLE),
+    "garbage DCD": (lambda sim, data: (sim / "ala2/replica-001.dcd").write_bytes(b"\x07" * 3000), UNREADABLE),
+    "truncated DCD": (lambda sim, data: _truncate(sim / "ala2/replica-001.dcd", 10),
+                      "replica-001.dcd is truncated: its header says 40 frames, the file holds 39 complete ones"),
+    "DCD of 6 beads": (_other_bead_count_dcd, "replica-002.dcd cannot be read as a DCD of 5 beads"),
+    "empty topology": (lambda sim, data: (sim / "ala2/topology.pdb").write_text(""), "topology.pdb holds no beads"),
+    "bad simulation.json": (lambda sim, data: (sim / "simulation.json").write_text("{"), "simulation.json is not valid JSON"),
+    "simulation.json list": (lambda sim, data: (sim / "simulation.json").write_text("[]"),
+                             "simulation.json is not a cglight simulate record"),
 }
 
 
@@ -154,7 +181,7 @@ BROKEN = {
 def test_broken_simulation_files_are_one_line_errors(tiny_dataset, tmp_path, capsys, fault):
     sim = fake_simulation(tiny_dataset, tmp_path / "sim")
     breakage, expected = BROKEN[fault]
-    breakage(sim)
+    breakage(sim, tiny_dataset)
     assert _evaluate(tiny_dataset, sim, tmp_path / "eval") == 2
     line = _error(capsys)
     assert expected in line and str(sim) in line
