@@ -11,7 +11,11 @@ Per system present in both the reference dataset and the simulation directory:
 3. Core-to-core transitions along TIC1 in each ensemble (an unconverged reference shows here).
 4. For an alanine-dipeptide backbone map, the (φ, ψ) surface from the beads and its KL.
 
-Writes ``out/metrics.json``, ``out/report.md`` and PNGs under ``out/<system>/``.
+Writes ``out/metrics.json``, ``out/report.md`` and PNGs under ``out/<system>/``. Every input is
+checked, and every system projected, before anything is written: a non-empty ``out`` (unless
+``overwrite``), a simulation of other beads than the reference's, unreadable or truncated files, a
+system whose replicas all stopped, or an ensemble of fewer than 2 bootstrap blocks is refused;
+stopped replicas, when others ran on, are named in the log, ``metrics.json`` and the report.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -197,3 +198,19 @@ def test_an_unknown_system_is_one_line(tiny_dataset, tmp_path, capsys):
     sim = fake_simulation(tiny_dataset, tmp_path / "sim")
     assert _evaluate(tiny_dataset, sim, tmp_path / "eval", "--systems", "[ala9]") == 2
     assert "systems ['ala9'] are not in both" in _error(capsys)
+
+
+def test_the_pipeline_refuses_model_frames_of_another_bead_count(tmp_path):
+    """Behind the topology check: pairwise distances of the reference's pairs exist in a larger
+    model too, so a mismatch would otherwise project silently."""
+    import numpy as np
+
+    from cglight.errors import ConfigError
+    from cglight.evaluate.run import EvaluateConfig, evaluate_system
+
+    rng = np.random.default_rng(0)
+    ref, mod = [rng.normal(size=(200, 4, 3))], [rng.normal(size=(200, 5, 3))]
+    info = SimpleNamespace(temperature=300.0, bonds=[[0, 1], [1, 2], [2, 3]], n_beads=4, bead_names=["A", "B", "C", "D"])
+    with pytest.raises(ConfigError, match=r"different bead counts \[4, 5\]"):
+        evaluate_system("toy", info, ref, mod, EvaluateConfig(lag=2, bootstrap=5), tmp_path / "toy")
+    assert not (tmp_path / "toy").exists()
