@@ -11,7 +11,8 @@ and prints one table: loss → KL(reference ‖ model) along TIC1 (mean over see
 and every seed's bootstrap interval), JS, 2-D KL, (φ, ψ) KL where defined, and the PMF-Hessian
 error. Wall times of every stage are printed and saved in ``OUT/summary.json`` (and per run in
 ``OUT/<run>/seconds.json``). A stage already done (its wall time in ``seconds.json``) is not run
-again: delete a run's ``eval/`` to evaluate it again.
+again: delete a run's ``eval/metrics.json`` (or ``eval/``) to evaluate it again (into the same ``eval/``, with
+``--overwrite true``: an unfinished earlier evaluation's files there are replaced).
 
 The comparison config (YAML):
 
@@ -156,8 +157,9 @@ def main() -> None:
                                               "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
                                              run_dir / "simulate.log")
                     seconds.write_text(json.dumps(timing))
-                timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], *config.get("evaluate_args", []),
-                                          "--simulation", str(run_dir / "sim"), "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
+                timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--overwrite", "true",
+                                          *config.get("evaluate_args", []), "--simulation", str(run_dir / "sim"),
+                                          "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
                 seconds.write_text(json.dumps(timing))
             metrics = next(iter(json.loads((run_dir / "eval/metrics.json").read_text())["systems"].values()))
             if reference is not None:

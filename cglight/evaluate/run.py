@@ -11,7 +11,11 @@ Per system present in both the reference dataset and the simulation directory:
 3. Core-to-core transitions along TIC1 in each ensemble (an unconverged reference shows here).
 4. For an alanine-dipeptide backbone map, the (φ, ψ) surface from the beads and its KL.
 
-Writes ``out/metrics.json``, ``out/report.md`` and PNGs under ``out/<system>/``.
+Writes ``out/metrics.json``, ``out/report.md`` and PNGs under ``out/<system>/``. Every input is
+checked, and every system projected, before anything is written: a non-empty ``out`` (unless
+``overwrite``), a simulation of other beads than the reference's, unreadable or truncated files, a
+system whose replicas all stopped, or an ensemble of fewer than 2 bootstrap blocks is refused;
+stopped replicas, when others ran on, are named in the log, ``metrics.json`` and the report.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,7 +49,8 @@ class EvaluateConfig:
     reference: str = ""
     """Reference dataset directory (its CG frames are the reference ensemble)."""
     simulation: str = ""
-    """A ``cglight simulate`` output directory."""
+    """A ``cglight simulate`` output directory (``<system>/topology.pdb`` and ``<system>/replica-*.dcd``;
+    its ``simulation.json``, if any, names stopped replicas and the temperature)."""
     out: str = "evaluations/run"
     lag: int = 10
     """TICA lag time in reference frames."""
@@ -61,12 +67,13 @@ class EvaluateConfig:
     skip_frames: int = 0
     """Frames dropped from the start of every simulated trajectory (equilibration)."""
     seed: int = 0
+    overwrite: bool = False
+    """Write into a non-empty ``out``, replacing an earlier evaluation's files there; false: such an
+    ``out`` is refused before anything is read."""
 
     def validate(self) -> None:
         if not self.reference or not self.simulation:
             raise ConfigError("evaluate: 'reference' (a dataset directory) and 'simulation' (a simulate output) are required")
-        if not (Path(self.simulation) / "simulation.json").is_file():
-            raise ConfigError(f"evaluate: {self.simulation} is not a cglight simulate output (no simulation.json)")
         for name in ("lag", "bins_1d", "bins_2d", "bootstrap"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"evaluate: '{name}' must be >= 1, got {getattr(self, name)}")
@@ -100,25 +107,114 @@ def reference_trajectories(root: Path, manifest, name: str) -> list[np.ndarray]:
     return [p for p in np.split(pos, cuts) if len(p)]
 
 
-def model_trajectories(sim: Path, name: str, skip: int) -> list[np.ndarray]:
+def simulation_record(sim: Path) -> dict[str, dict] | None:
+    """Per system what ``sim/simulation.json`` records (temperature, stopped replicas, ...), or None
+    when there is none (trajectories from elsewhere)."""
+    path = sim / "simulation.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc})") from None
+    systems = record.get("systems") if isinstance(record, dict) else None
+    if not isinstance(systems, dict):
+        raise DatasetError(f"{path} is not a cglight simulate record (no 'systems' mapping)")
+    for name, entry in systems.items():
+        stopped = entry.get("stopped", {}) if isinstance(entry, dict) else None
+        temperature = entry.get("temperature") if isinstance(entry, dict) else None
+        if not isinstance(stopped, dict) or not all(isinstance(v, str) for v in stopped.values()) or (
+                temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float)))):
+            raise DatasetError(f"{path} is not a cglight simulate record (system '{name}': 'temperature' must be a number "
+                               "and 'stopped' a mapping of replica to reason)")
+    return systems
+
+
+def simulation_topology(sim: Path, name: str, info, reference: Path):
+    """The mdtraj topology of ``sim/<name>/topology.pdb``, refused unless its beads are the reference
+    system's (count and names; names as the PDB holds them, at most 4 characters)."""
     import mdtraj as md
 
-    top = sim / name / "topology.pdb"
-    trajs = []
+    path = sim / name / "topology.pdb"
+    try:
+        top = md.load_topology(str(path))
+    except IndexError:  # mdtraj's answer to a PDB without a model
+        raise DatasetError(f"{path} holds no beads (no readable ATOM records)") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise DatasetError(f"{path} cannot be read as a PDB topology ({type(exc).__name__}: {exc})") from None
+    if top.n_atoms == 0:
+        raise DatasetError(f"{path} holds no beads")
+    names, expected = [a.name for a in top.atoms], [n[:4] for n in info.bead_names]
+    if names != expected:
+        raise ConfigError(f"evaluate: {path} has {len(names)} beads {' '.join(names)}, but system '{name}' in "
+                          f"{reference / 'manifest.json'} has {len(expected)} beads {' '.join(expected)}: not the same molecule")
+    return top
+
+
+def dcd_header_frames(path: Path) -> int | None:
+    """The frame count a little-endian CHARMM/OpenMM DCD header states; None for another layout or 0."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or struct.unpack("<i", head[:4])[0] != 84 or head[4:8] != b"CORD":
+        return None
+    return struct.unpack("<i", head[8:])[0] or None
+
+
+def read_dcd(path: Path, top) -> np.ndarray:
+    """``[F, n, 3]`` positions (Å) of a DCD of ``top``'s beads; refused if unreadable, truncated or not finite."""
+    import mdtraj as md
+
+    try:
+        xyz = md.load_dcd(str(path), top=top).xyz.astype(np.float64) * 10.0  # nm → Å
+    except (OSError, ValueError, IndexError) as exc:
+        raise DatasetError(f"{path} cannot be read as a DCD of {top.n_atoms} beads ({type(exc).__name__}: {exc})") from None
+    header = dcd_header_frames(path)
+    if header is not None and header > len(xyz):
+        raise DatasetError(f"{path} is truncated: its header says {header} frames, the file holds {len(xyz)} complete ones")
+    bad = ~np.isfinite(xyz).reshape(len(xyz), -1).all(1)
+    if bad.any():
+        raise DatasetError(f"{path}: {int(bad.sum())} frame(s) with non-finite positions (first: frame {int(np.argmax(bad))})")
+    return xyz
+
+
+def model_trajectories(sim: Path, name: str, skip: int, top) -> dict[str, np.ndarray]:
+    """Replica (the number in ``replica-NNN.dcd``, as simulation.json names it) → its frames after
+    the first ``skip``; replicas with none left out."""
+    trajs = {}
     for path in sorted((sim / name).glob("replica-*.dcd")):
-        xyz = md.load_dcd(str(path), top=str(top)).xyz.astype(np.float64) * 10.0  # nm → Å
-        bad = ~np.isfinite(xyz).reshape(len(xyz), -1).all(1)
-        if bad.any():
-            raise DatasetError(f"{path}: {int(bad.sum())} frame(s) with non-finite positions (first: frame {int(np.argmax(bad))})")
+        label = path.stem.removeprefix("replica-")
+        xyz = read_dcd(path, top)
         if len(xyz) > skip:
-            trajs.append(xyz[skip:])
+            trajs[str(int(label)) if label.isdigit() else label] = xyz[skip:]
     return trajs
+
+
+def stopped_text(stopped: dict[str, str], shown: int = 8) -> str:
+    """``replica 1 at step 60: ...; replica 3 at ...`` (the first ``shown``)."""
+    items = [f"replica {r} at {why}" for r, why in stopped.items()]
+    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(items[:shown]) + more
+
+
+def check_live_replicas(name: str, runs: dict[str, np.ndarray], stopped: dict[str, str] | None, skip: int) -> None:
+    """Refuses a model ensemble made of stopped replicas only: their frames lead up to a blow-up."""
+    if not stopped or any(r not in stopped for r in runs):
+        return
+    frames = sum(len(t) for t in runs.values())
+    unless = "" if skip == 0 else f" or has no frames after skip_frames={skip}"
+    raise ConfigError(f"evaluate: every replica of system '{name}' stopped{unless} ({stopped_text(stopped)}): the {frames} "
+                      "frames left lead up to blow-ups, not the model's ensemble; nothing to evaluate")
 
 
 MIN_BLOCKS = 10
 """Fewer bootstrap blocks than this in either ensemble: the intervals are flagged as unreliable."""
+MIN_BOOTSTRAP_BLOCKS = 2
+"""Fewer bootstrap blocks than this in either ensemble: refused (every draw would be the one block:
+an interval of zero width that says nothing)."""
 TEMPERATURE_TOLERANCE_K = 0.5
 """A simulation this much hotter or colder than the reference is flagged."""
+PLOTS = ("tic1.png", "tic12.png", "phi_psi.png", "geometry.png")
+"""The pictures of a system, under ``out/<system>/``."""
 
 
 def bootstrap_blocks(ref_tic1: list[np.ndarray], mod_tic1: list[np.ndarray], block_frames: int) -> dict:
@@ -143,16 +239,48 @@ def bootstrap_interval(boot: dict, config: EvaluateConfig):
     return interval
 
 
-def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray], config: EvaluateConfig, out: Path) -> dict:
-    tica = SlowCoordinates(config.lag, dim=2).fit(ref)
+@dataclass
+class Projection:
+    """Both ensembles on the reference's slow coordinates, and their bootstrap blocks."""
+
+    tica: SlowCoordinates
+    reference: list[np.ndarray]
+    model: list[np.ndarray]
+    boot: dict
+
+
+def project(name: str, ref: list[np.ndarray], mod: list[np.ndarray], config: EvaluateConfig) -> Projection:
+    """TICA fitted on ``ref``, both ensembles projected, their blocks measured; refused when either
+    ensemble gives fewer than ``MIN_BOOTSTRAP_BLOCKS`` blocks. Computes only (writes nothing)."""
+    beads = {t.shape[1] for t in ref} | {t.shape[1] for t in mod}
+    if len(beads) > 1:
+        raise ConfigError(f"evaluate: system '{name}': the reference and model frames have different bead counts {sorted(beads)}")
+    try:
+        tica = SlowCoordinates(config.lag, dim=2).fit(ref)
+    except ValueError as exc:
+        raise ConfigError(f"evaluate: system '{name}': no slow coordinates ({exc})") from None
+    ref_tic, mod_tic = [tica.transform(t) for t in ref], [tica.transform(t) for t in mod]
+    boot = bootstrap_blocks([t[:, 0] for t in ref_tic], [t[:, 0] for t in mod_tic], config.block_frames)
+    for key, trajs in (("reference", ref), ("model", mod)):
+        b = boot[key]
+        if b["blocks"] < MIN_BOOTSTRAP_BLOCKS:
+            raise ConfigError(
+                f"evaluate: the {key} of system '{name}' gives {b['blocks']} bootstrap block{'s' * (b['blocks'] != 1)} of "
+                f"{b['block_frames']} frames ({sum(len(t) for t in trajs)} frames in {len(trajs)} trajectories, TIC1 correlation "
+                f"time {b['tau_tic1_frames']:.0f} frames); at least {MIN_BOOTSTRAP_BLOCKS} are needed for an interval")
+    return Projection(tica, ref_tic, mod_tic, boot)
+
+
+def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray], config: EvaluateConfig, out: Path,
+                    projection: Projection | None = None) -> dict:
+    """The metrics of one system, its pictures written under ``out`` (``projection``: from :func:`project`)."""
+    p = projection or project(name, ref, mod, config)
+    tica, ref_tic, mod_tic, boot = p.tica, p.reference, p.model, p.boot
     out.mkdir(parents=True, exist_ok=True)
     energy = kt(info.temperature)
-    ref_tic = [tica.transform(t) for t in ref]
-    mod_tic = [tica.transform(t) for t in mod]
     r1, m1 = np.concatenate(ref_tic), np.concatenate(mod_tic)
     bounds = core_bounds(r1[:, 0])
     b1, b2 = config.bins_1d, config.bins_2d
-    boot = bootstrap_blocks([t[:, 0] for t in ref_tic], [t[:, 0] for t in mod_tic], config.block_frames)
     warnings = []
     for key, b in boot.items():
         if b["blocks"] < MIN_BLOCKS:
@@ -224,15 +352,46 @@ def _report(metrics: dict, config: EvaluateConfig) -> str:
         if m["transitions_tic1"]["reference"] < 4:
             lines.append(f"**The reference crosses the slow mode only {m['transitions_tic1']['reference']} times: its TIC1 "
                          "distribution is not converged and the KL along it is not meaningful.**\n")
-        for png in ("tic1.png", "tic12.png", "phi_psi.png", "geometry.png"):
+        for png in PLOTS:
             if (Path(config.out) / name / png).is_file():
                 lines.append(f"![{png}]({name}/{png})\n")
     return "\n".join(lines)
 
 
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuses an ``out`` that is a file, or a non-empty directory unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"evaluate: 'out' {out} is a file, not a directory")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"evaluate: 'out' {out} is not empty; choose another directory, or set 'overwrite: true' "
+                          "(--overwrite true) to replace the evaluation there")
+
+
+def remove_previous(out: Path, names: list[str]) -> None:
+    """An earlier evaluation's files that this one writes (none may outlive it looking current)."""
+    for path in [out / "metrics.json", out / "report.md", *(out / n / png for n in names for png in PLOTS)]:
+        path.unlink(missing_ok=True)
+
+
+def replica_warnings(sim: Path, runs: dict[str, np.ndarray], stopped: dict[str, str] | None) -> list[str]:
+    """What the record says of the replicas: which stopped (their frames up to the stop are evaluated)."""
+    if stopped is None:
+        return [f"Stopped replicas and the simulation's temperature are unknown (no simulation.json entry in {sim}): "
+                "every replica file is evaluated as it is."]
+    if not stopped:
+        return []
+    total = len(set(runs) | set(stopped))
+    return [f"{len(stopped)} of {total} replicas stopped ({stopped_text(stopped)}): the model is unstable there; their "
+            "frames up to the stop are evaluated with the others."]
+
+
 def evaluate(config: EvaluateConfig) -> Path:
     config.validate()
     root, sim, out = Path(config.reference), Path(config.simulation), Path(config.out)
+    check_output(out, config.overwrite)  # before anything is read
+    if not sim.is_dir():
+        raise ConfigError(f"evaluate: simulation directory {sim} does not exist")
+    record = simulation_record(sim)
     manifest = read_manifest(root)
     found = [n for n in manifest.systems if (sim / n / "topology.pdb").is_file()]
     names = config.systems or found
@@ -240,22 +399,29 @@ def evaluate(config: EvaluateConfig) -> Path:
     if missing or not names:
         raise ConfigError(f"evaluate: systems {missing or '(none)'} are not in both {root} ({sorted(manifest.systems)}) and {sim} ({found})")
     metrics = {"settings": asdict(config), "systems": {}}
-    simulated = json.loads((sim / "simulation.json").read_text()).get("systems", {})
     data = {}
-    for name in names:  # every input checked before anything is written
+    for name in names:  # every input checked, and every system projected, before anything is written
+        info = manifest.systems[name]
         ref = reference_trajectories(root, manifest, name)
         longest = max(len(t) for t in ref)
         if config.lag >= longest:
             raise ConfigError(f"evaluate: 'lag' {config.lag} frames needs a reference trajectory longer than that, but the longest "
                               f"of system '{name}' in {root} has {longest} frames")
-        mod = model_trajectories(sim, name, config.skip_frames)
-        if not mod:
+        runs = model_trajectories(sim, name, config.skip_frames, simulation_topology(sim, name, info, root))
+        if not runs:
             raise ConfigError(f"evaluate: {sim / name} holds no trajectory frames after skip_frames={config.skip_frames}")
-        data[name] = ref, mod
-    for name, (ref, mod) in data.items():
-        metrics["systems"][name] = evaluate_system(name, manifest.systems[name], ref, mod, config, out / name)
-        m = metrics["systems"][name]
-        t_ref, t_sim = manifest.systems[name].temperature, simulated.get(name, {}).get("temperature")
+        entry = None if record is None else record.get(name)
+        stopped = None if entry is None else {str(r): why for r, why in entry.get("stopped", {}).items()}
+        check_live_replicas(name, runs, stopped, config.skip_frames)
+        mod = list(runs.values())
+        data[name] = ref, mod, project(name, ref, mod, config), entry, runs, stopped
+    if config.overwrite:
+        remove_previous(out, names)
+    for name, (ref, mod, projection, entry, runs, stopped) in data.items():
+        m = metrics["systems"][name] = evaluate_system(name, manifest.systems[name], ref, mod, config, out / name, projection)
+        m["replicas"] = {"model": len(set(runs) | set(stopped or {})), "stopped": stopped}
+        m["warnings"] += replica_warnings(sim, runs, stopped)
+        t_ref, t_sim = manifest.systems[name].temperature, (entry or {}).get("temperature")
         m["temperature"] = {"reference": t_ref, "model": t_sim}
         if t_sim is not None and abs(t_sim - t_ref) > TEMPERATURE_TOLERANCE_K:
             m["warnings"].append(f"The simulation ran at {t_sim:.1f} K, the reference at {t_ref:.1f} K: the ensembles differ "
