@@ -34,6 +34,7 @@ from cglight.errors import ConfigError, DatasetError
 from cglight.evaluate import plots
 from cglight.evaluate.bootstrap import BLOCK_TAUS, block_bootstrap, block_length
 from cglight.evaluate.divergence import js_samples, kl_samples, shared_edges
+from cglight.evaluate.floor import finite_sample_floor
 from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.evaluate.transitions import core_bounds, count_transitions
@@ -67,6 +68,10 @@ class EvaluateConfig:
     skip_frames: int = 0
     """Frames dropped from the start of every simulated trajectory (equilibration)."""
     seed: int = 0
+    """Bootstrap draws and the floor's subsamples."""
+    floor_draws: int = 100
+    """Subsamples of the reference, shaped like the model's ensemble, for each divergence's finite-sample
+    floor (what a perfect model sampled as much would score); 0: no floor."""
     overwrite: bool = False
     """Write into a non-empty ``out``, replacing an earlier evaluation's files there; false: such an
     ``out`` is refused before anything is read."""
@@ -77,7 +82,7 @@ class EvaluateConfig:
         for name in ("lag", "bins_1d", "bins_2d", "bootstrap"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"evaluate: '{name}' must be >= 1, got {getattr(self, name)}")
-        for name in ("block_frames", "skip_frames", "seed"):
+        for name in ("block_frames", "skip_frames", "seed", "floor_draws"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"evaluate: '{name}' must be >= 0, got {getattr(self, name)}")
         if not 0 < self.level < 1:
@@ -233,8 +238,14 @@ def bootstrap_interval(boot: dict, config: EvaluateConfig):
     each ensemble's blocks from ``boot`` (:func:`bootstrap_blocks`) and ``config``'s settings."""
 
     def interval(stat, ref, mod) -> dict[str, float]:
-        return block_bootstrap(stat, ref, mod, boot["reference"]["block_frames"], config.bootstrap, config.level, config.seed,
-                               model_block=boot["model"]["block_frames"])
+        out = block_bootstrap(stat, ref, mod, boot["reference"]["block_frames"], config.bootstrap, config.level, config.seed,
+                              model_block=boot["model"]["block_frames"])
+        # the same interval widths about the plug-in value, which is what the floor is comparable with
+        out["plugin_low"] = out["plugin"] - (out["value"] - out["low"])
+        out["plugin_high"] = out["plugin"] + (out["high"] - out["value"])
+        if config.floor_draws:
+            out["floor"] = finite_sample_floor(stat, ref, [len(t) for t in mod], config.floor_draws, config.level, config.seed)
+        return out
 
     return interval
 
@@ -331,15 +342,34 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     return metrics
 
 
+def headline(m: dict, level: float) -> str:
+    """The plug-in value with its interval, next to the finite-sample floor, then the corrected value."""
+    text = f"{m['plugin']:.3f} [{m['plugin_low']:.3f}, {m['plugin_high']:.3f}] (plug-in, {level:.0%} interval)"
+    if "floor" in m:
+        f = m["floor"]
+        text += (f"; a perfect model sampled as much scores {f['median']:.3f} [{f['low']:.3f}, {f['high']:.3f}] "
+                 f"(finite-sample floor, {f['draws']} subsamples)")
+    return text + f"; bias-corrected {m['value']:.3f}"
+
+
 def _report(metrics: dict, config: EvaluateConfig) -> str:
     lines = ["# cglight evaluation", "", f"Reference `{config.reference}`, simulation `{config.simulation}`, TICA lag {config.lag} frames.",
-             f"KL is KL(reference ‖ model) in nats: bootstrap bias-corrected values with {config.level:.0%} basic "
-             "block-bootstrap intervals (metrics.json also has the plug-in values and the biases).", ""]
+             f"KL is KL(reference ‖ model) in nats. Each cell: the plug-in value with its {config.level:.0%} block-bootstrap "
+             "interval, then the **finite-sample floor** — the same divergence between the reference and subsamples of it "
+             "shaped like the model's ensemble (same trajectories and frames), i.e. what a perfect model sampled as much "
+             "would score: median [central range] — then the bootstrap bias-corrected value. A value inside its floor's "
+             "range is indistinguishable from a perfect model at this sample size.", ""]
     lines += ["| system | KL TIC1 | JS TIC1 | KL TIC1/TIC2 | KL (φ, ψ) | transitions ref / model | frames ref / model |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
 
     def fmt(m: dict | None) -> str:
-        return "–" if m is None else f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+        if m is None:
+            return "–"
+        floor = m.get("floor")
+        text = f"{m['plugin']:.3f} [{m['plugin_low']:.3f}, {m['plugin_high']:.3f}]"
+        if floor:
+            text += f"; floor {floor['median']:.3f} [{floor['low']:.3f}, {floor['high']:.3f}]"
+        return text + f"; corrected {m['value']:.3f}"
 
     for name, m in metrics["systems"].items():
         t, f = m["transitions_tic1"], m["frames"]
@@ -428,7 +458,7 @@ def evaluate(config: EvaluateConfig) -> Path:
                                  "by temperature too.")
         for warning in m["warnings"]:
             log.warning("%s: %s", name, warning)
-        log.info("%s: KL(ref‖model) along TIC1 %.3f", name, metrics["systems"][name]["kl_tic1"]["value"])
+        log.info("%s: KL(ref‖model) along TIC1 %s", name, headline(metrics["systems"][name]["kl_tic1"], config.level))
     out.mkdir(parents=True, exist_ok=True)
     for fname, text in (("metrics.json", json.dumps(metrics, indent=2) + "\n"), ("report.md", _report(metrics, config))):
         tmp = out / (fname + ".tmp")

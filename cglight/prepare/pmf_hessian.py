@@ -14,10 +14,11 @@ Samplers (``sampler``, one table: :data:`SAMPLERS`):
 - ``ghmc`` (default): generalised hybrid Monte Carlo (:mod:`cglight.prepare.ghmc`), exact for any
   step: the Metropolis test removes the integrator's bias, the step sets only the acceptance.
 - ``langevin``: OpenMM's LangevinMiddleIntegrator with the mapped atoms at zero mass. Measured on
-  alanine dipeptide (one configuration, 2000 samples 20 fs apart) its mapped-force variance moves
-  with the step — 316 ± 11 (1 fs), 356 ± 6 (0.5 fs), 388 ± 11 (0.25 fs) kcal²/mol²/Å² — against
-  447 ± 15 from ``ghmc`` at 1 fs; ``β Cov(f|R)`` comes out too small and the soft eigenvalues too
-  large. Kept for comparison only.
+  alanine dipeptide (one configuration, 2000 samples 20 fs apart) it samples the moving atoms too
+  cold (configurational temperature 252 ± 12 K at 1 fs, 298 ± 13 K at 0.25 fs) and its mapped-force
+  variance moves with the step (324, 339, 378 kcal²/mol²/Å² at 1, 0.5, 0.25 fs, against 440–463
+  from ``ghmc`` at 0.5–2 fs): ``β Cov(f|R)`` comes out too small and the reference too stiff.
+  Kept for comparison only (docs/evaluate.md has the table).
 
 :func:`convergence_report` repeats the estimate with the step halved and with the samples doubled
 and states how far each moved against the standard errors; the excess of the step change over

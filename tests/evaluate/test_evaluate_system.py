@@ -61,6 +61,29 @@ def test_the_model_is_resampled_in_its_own_blocks(tmp_path):
     assert m["js_tic1"]["high"] - m["js_tic1"]["low"] > 0.1  # a draw of 4 trajectories may hold one state only
 
 
+def test_every_divergence_stands_next_to_its_finite_sample_floor(tmp_path):
+    """A perfect model (the same two-state process, sampled as 16 short runs) lands inside its floor;
+    a model missing a state lands far above it; the plug-in interval has the bootstrap's widths."""
+    rng = np.random.default_rng(2)
+    ref = [_two_state_chain(rng, 3000, (0, 1)) for _ in range(4)]
+    perfect = [_two_state_chain(rng, 300, (0, 1)) for _ in range(16)]
+    missing = [_two_state_chain(rng, 300, (0,)) for _ in range(16)]
+    info = SimpleNamespace(temperature=300.0, bonds=[[0, 1], [1, 2], [2, 3]], n_beads=4, bead_names=["A", "B", "C", "D"])
+    config = EvaluateConfig(lag=5, bootstrap=20, floor_draws=60)
+    good = evaluate_system("toy", info, ref, perfect, config, tmp_path / "good")
+    bad = evaluate_system("toy", info, ref, missing, config, tmp_path / "bad")
+    for key in ("kl_tic1", "js_tic1", "kl_tic12"):
+        floor = good[key]["floor"]
+        assert floor["frames"] == 4800 and floor["trajectories"] == 16 and floor["draws"] == 60
+        assert floor["low"] <= good[key]["plugin"] <= floor["high"], key
+        assert bad[key]["plugin"] > 2 * bad[key]["floor"]["high"], key
+        m = good[key]
+        assert m["plugin_high"] - m["plugin_low"] == pytest.approx(m["high"] - m["low"])
+    assert good["kl_tic1"]["floor"]["median"] > 0.005  # a perfect model does not score zero
+    assert "floor" not in evaluate_system("toy", info, ref, perfect, EvaluateConfig(lag=5, bootstrap=5, floor_draws=0),
+                                                tmp_path / "off")["kl_tic1"]
+
+
 def _fake_simulation(tmp_path, name: str):
     sim = tmp_path / "sim"
     (sim / name).mkdir(parents=True)
