@@ -7,9 +7,11 @@ training seed, this runs ``cglight fit``, ``cglight simulate`` and ``cglight eva
 the real command line, estimates the reference PMF Hessian at a few configurations by
 constrained all-atom sampling (once, cached, after the first fit has built the dataset), measures
 each trained model's Hessian error there (next to the reference's own noise),
-and prints one table: loss → KL(reference ‖ model) along TIC1 (mean over seeds, with the spread
-and every seed's bootstrap interval), JS, 2-D KL, (φ, ψ) KL where defined, and the PMF-Hessian
-error. Wall times of every stage are printed and saved in ``OUT/summary.json`` (and per run in
+and prints: per loss set the plug-in divergences (KL and JS along TIC1, 2-D KL, (φ, ψ) KL where
+defined; mean with a t-interval over seeds) next to their finite-sample floors, every seed's
+bootstrap interval, the paired differences against the first loss set (same seed, same reference),
+the PMF-Hessian error by subspace (whole, stiff, soft), and ``cglight diagnose``'s reading of each
+loss set's first-seed model (``<run>/diagnose.json``; ``diagnose: false`` in the config skips it). Wall times of every stage are printed and saved in ``OUT/summary.json`` (and per run in
 ``OUT/<run>/seconds.json``). A stage already done (its wall time in ``seconds.json``) is not run
 again: delete a run's ``eval/metrics.json`` (or ``eval/``) to evaluate it again (into the same ``eval/``, with
 ``--overwrite true``: an unfinished earlier evaluation's files there are replaced).
@@ -169,26 +171,82 @@ def main() -> None:
                     system_info = next(iter(read_manifest(data).systems.values()))
                     bead_types, bonds = system_info.bead_types, system_info.bonds
                 metrics["pmf_hessian"] = hessian_errors(ckpt, reference, bead_types, bonds)
+            if config.get("diagnose", True) and seed == args.seeds[0] and not (run_dir / "diagnose.json").is_file():
+                timing["diagnose"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(data),
+                                          "--out", str(run_dir / "diagnose.json")], run_dir / "diagnose.log")
+                seconds.write_text(json.dumps(timing))
+            if (run_dir / "diagnose.json").is_file():
+                for system, entry in json.loads((run_dir / "diagnose.json").read_text())["systems"].items():
+                    for line in entry["verdict"]:
+                        print(f"  diagnose {tag} {system}: {line}")
             metrics["seconds"] = timing
             results.setdefault(loss_name, []).append(metrics)
-            print(f"{tag}: KL TIC1 {metrics['kl_tic1']['value']:.3f} {timing}", flush=True)
-
-    def summary(values: list[float]) -> str:
-        return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
+            print(f"{tag}: KL TIC1 plug-in {metrics['kl_tic1']['plugin']:.3f} {timing}", flush=True)
 
     if reference is not None:
         noise = [f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in reference["frames"]]
         print(f"PMF-Hessian reference: {len(noise)} configurations, standard error {min(noise):.1%}–{max(noise):.1%} of its norm "
               "(a perfect model's Hessian error would be about that)")
-    print(f"\n{'losses':<16} {'KL TIC1':>15} {'JS TIC1':>15} {'KL TIC1/2':>15} {'KL (φ,ψ)':>15} {'Hessian err':>15} "
-          f"{'stiff err':>15} {'soft err':>15}  per-seed KL TIC1 [interval]")
-    for name, rows in results.items():
-        cells = [summary([r[k]["value"] for r in rows]) if k in rows[0] else "–" for k in ("kl_tic1", "js_tic1", "kl_tic12", "kl_phi_psi")]
-        herr = [summary([r["pmf_hessian"][b] for r in rows]) if "pmf_hessian" in rows[0] else "–" for b in ("whole", "stiff", "soft")]
-        seeds = ", ".join(f"{r['kl_tic1']['value']:.3f} [{r['kl_tic1']['low']:.3f}, {r['kl_tic1']['high']:.3f}]" for r in rows)
-        print(f"{name:<16} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {cells[3]:>15} {herr[0]:>15} {herr[1]:>15} {herr[2]:>15}  {seeds}")
+    print_tables(results)
     (out / "summary.json").write_text(json.dumps({"results": results, "seconds": times}, indent=2) + "\n")
     print(f"\nwall times (s): {times}; per run in {out / 'summary.json'}")
+
+
+DIVERGENCES = {"kl_tic1": "KL TIC1", "js_tic1": "JS TIC1", "kl_tic12": "KL TIC1/2", "kl_phi_psi": "KL (φ,ψ)"}
+T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+"""Student's t quantile (97.5 %) by degrees of freedom: the 95 % interval of a mean over a few seeds."""
+
+
+def mean_interval(values: list[float]) -> str:
+    """``mean [95 % t-interval over the values]`` (the values: one per seed)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return f"{v.mean():.3f}"
+    half = T_975.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v))
+    return f"{v.mean():.3f} [{v.mean() - half:.3f}, {v.mean() + half:.3f}]"
+
+
+def print_tables(results: dict[str, list[dict]]) -> None:
+    """Plug-in divergences next to their finite-sample floors; paired differences against the first
+    loss set (the same seed, the same reference); the PMF-Hessian error by subspace."""
+    names = list(results)
+    keys = [k for k in DIVERGENCES if all(k in r for rows in results.values() for r in rows)]
+    print("\nPlug-in divergence, mean [95 % t-interval over seeds]; floor: median [range] of a perfect model sampled as much")
+    print(f"{'losses':<16} " + " ".join(f"{DIVERGENCES[k]:>26} {'floor':>22}" for k in keys))
+    for name, rows in results.items():
+        cells = []
+        for k in keys:
+            floors = [r[k]["floor"] for r in rows if "floor" in r[k]]
+            floor = (f"{np.median([f['median'] for f in floors]):.3f} [{min(f['low'] for f in floors):.3f}, "
+                     f"{max(f['high'] for f in floors):.3f}]") if floors else "–"
+            cells.append(f"{mean_interval([r[k]['plugin'] for r in rows]):>26} {floor:>22}")
+        print(f"{name:<16} " + " ".join(cells))
+    print("\nPer seed, plug-in KL TIC1 [bootstrap interval]:")
+    for name, rows in results.items():
+        print(f"  {name:<14} " + ", ".join(f"{r['kl_tic1']['plugin']:.3f} [{r['kl_tic1']['plugin_low']:.3f}, "
+                                            f"{r['kl_tic1']['plugin_high']:.3f}]" for r in rows))
+    base = names[0]
+    print(f"\nPaired differences against {base!r} (same seed, same reference): mean [95 % t-interval over seeds]; "
+          "per seed: difference ± the two bootstrap half-widths in quadrature")
+    for name in names[1:]:
+        for k in keys:
+            pairs = list(zip(results[base], results[name]))
+            diffs = [b[k]["plugin"] - a[k]["plugin"] for a, b in pairs]
+            per_seed = ", ".join(
+                f"{d:+.3f} ± {np.hypot((a[k]['plugin_high'] - a[k]['plugin_low']) / 2, (b[k]['plugin_high'] - b[k]['plugin_low']) / 2):.3f}"
+                for d, (a, b) in zip(diffs, pairs))
+            print(f"  {name} − {base}  {DIVERGENCES[k]:<10} {mean_interval(diffs):>26}   {per_seed}")
+    if all("pmf_hessian" in r for rows in results.values() for r in rows):
+        print("\nPMF-Hessian error by subspace (relative Frobenius, mean over the reference configurations), mean ± sd over seeds; "
+              "soft trace: model vs reference ± stderr (kcal/mol/Å²)")
+        for name, rows in results.items():
+            h = [r["pmf_hessian"] for r in rows]
+            cells = " ".join(f"{b} {np.mean([x[b] for x in h]):.3f} ± {np.std([x[b] for x in h], ddof=1) if len(h) > 1 else 0:.3f}"
+                             for b in ("whole", "stiff", "soft"))
+            ref = h[0]
+            ref_trace = f"{ref['reference_soft_trace']:.1f}" + (f" ± {ref['reference_soft_trace_stderr']:.1f}"
+                                                              if "reference_soft_trace_stderr" in ref else "")
+            print(f"  {name:<14} {cells}; soft trace {np.mean([x['soft_trace'] for x in h]):.1f} vs {ref_trace}")
 
 
 if __name__ == "__main__":
