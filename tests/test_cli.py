@@ -109,21 +109,20 @@ def test_dataset_without_manifest(tmp_path, capsys, monkeypatch):
 
 def test_malformed_config_key(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", QUICKSTART, "--model.backbone.cutof", "5.0"])
-    assert exc.value.code == 2
-    assert "cutof" in capsys.readouterr().err
+    assert main(["fit", "--config", QUICKSTART, "--model.backbone.cutof", "5.0"]) == 2
+    err = capsys.readouterr().err
+    assert "cutof" in err
+    assert err.strip().splitlines()[-1] == f"cglight: error: 'model.backbone' is set on the command line and in --config {QUICKSTART}"
     missing = tmp_path / "missing.yaml"
     missing.write_text("model:\n  lr: 1.0e-3\n")
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", str(missing)])
-    assert "data.path" in capsys.readouterr().err
+    assert main(["fit", "--config", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "data.path" in err and err.strip().splitlines()[-1] == f"cglight: error: 'data.path' is set in none of --config {missing}"
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  lr: fast\n")
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", str(bad)])
+    assert main(["fit", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "lr" in err and "fast" in err
+    assert "lr" in err and "fast" in err and err.strip().splitlines()[-1] == f"cglight: error: 'model.lr' is set in --config {bad}"
 
 
 def test_plugins_lists_builtins(capsys):
@@ -242,13 +241,13 @@ def test_parser_error_in_config_file_names_the_file(tmp_path, capsys, command):
     assert last == f"cglight: error: 'framez' is set in --config {bad}"
 
 
-def test_parser_error_on_the_command_line_lists_the_config_files(tmp_path, capsys):
+def test_parser_error_on_the_command_line_says_so(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text("seed: 3\n")
     assert main(["prepare", "--config", str(good), "--out", str(tmp_path / "ds"), "--frames", "many"]) == 2
     err = capsys.readouterr().err
     assert "Got value: many" in err
-    assert err.strip().splitlines()[-1] == f"cglight: error: (options read from --config {good}, then the command line)"
+    assert err.strip().splitlines()[-1] == "cglight: error: 'frames' is set on the command line"
 
 
 def test_debug_shows_the_traceback_of_a_known_error(tmp_path, capsys):
@@ -352,3 +351,14 @@ def test_read_only_output_directory_is_one_line(tmp_path):
     assert r.returncode == 2, r.stderr[-3000:]
     line = _one_error_line(r.stderr)
     assert f"{ro}/" in line and "Read-only file system" in line
+
+
+@pytest.mark.parametrize("content, says", [("framez: 5\n", "Option 'framez' is not accepted"), ("", "is empty")])
+def test_bad_data_build_file_is_one_line_naming_it(tmp_path, capsys, monkeypatch, content, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prep.yaml").write_text(content)
+    code = main(["fit", "--config", QUICKSTART, "--data.path", "built", "--data.build", "prep.yaml", *SMALL,
+                 "--trainer.fast_dev_run", "true"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and "prep.yaml" in line and says in line
+    assert not (tmp_path / "built").exists()
