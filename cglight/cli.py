@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"cglight: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if DEBUG in rest:
+        print(f"cglight: error: {DEBUG} goes before the command: cglight {DEBUG} {command} ...", file=sys.stderr)
+        return 2
     _setup()
     configs: dict[str, dict] = {}
     try:

@@ -39,7 +39,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not text (byte {exc.start} is not UTF-8); give a YAML file of options") from None
+        raise ConfigError(f"config file {path} is not text (byte {exc.start} is not UTF-8); "
+                          "give a YAML file of options") from None
     if "\x00" in text:
         raise ConfigError(f"config file {path} is not text (it holds NUL bytes); give a YAML file of options")
     try:

@@ -112,17 +112,20 @@ def test_malformed_config_key(tmp_path, capsys, monkeypatch):
     assert main(["fit", "--config", QUICKSTART, "--model.backbone.cutof", "5.0"]) == 2
     err = capsys.readouterr().err
     assert "cutof" in err
-    assert err.strip().splitlines()[-1] == f"cglight: error: 'model.backbone' is set on the command line and in --config {QUICKSTART}"
+    last = err.strip().splitlines()[-1]
+    assert last == f"cglight: error: 'model.backbone' is set on the command line and in --config {QUICKSTART}"
     missing = tmp_path / "missing.yaml"
     missing.write_text("model:\n  lr: 1.0e-3\n")
     assert main(["fit", "--config", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert "data.path" in err and err.strip().splitlines()[-1] == f"cglight: error: 'data.path' is set in none of --config {missing}"
+    assert "data.path" in err
+    assert err.strip().splitlines()[-1] == f"cglight: error: 'data.path' is set in none of --config {missing}"
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  lr: fast\n")
     assert main(["fit", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "lr" in err and "fast" in err and err.strip().splitlines()[-1] == f"cglight: error: 'model.lr' is set in --config {bad}"
+    assert "lr" in err and "fast" in err
+    assert err.strip().splitlines()[-1] == f"cglight: error: 'model.lr' is set in --config {bad}"
 
 
 def test_plugins_lists_builtins(capsys):
@@ -258,6 +261,9 @@ def test_debug_shows_the_traceback_of_a_known_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" in err and "Part.parse" in err
     assert err.strip().splitlines()[-1] == "cglight: error: --part 3/2: need 1 <= I <= N"
+    assert main([*args, "--debug"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == "cglight: error: --debug goes before the command: cglight --debug prepare ..."
 
 
 def test_a_bug_keeps_its_traceback_and_exits_1(capsys, monkeypatch):
@@ -362,3 +368,11 @@ def test_bad_data_build_file_is_one_line_naming_it(tmp_path, capsys, monkeypatch
     line = _one_error_line(capsys.readouterr().err)
     assert code == 2 and "prep.yaml" in line and says in line
     assert not (tmp_path / "built").exists()
+
+
+def test_every_spelling_of_the_config_option_is_checked(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    for args in (["fit", "-c", str(empty)], ["simulate", f"--config={empty}"], ["validate", "--config", str(empty)]):
+        assert main(args) == 2, args
+        assert f"config file {empty} is empty" in _one_error_line(capsys.readouterr().err)
