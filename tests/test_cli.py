@@ -376,3 +376,14 @@ def test_every_spelling_of_the_config_option_is_checked(tmp_path, capsys):
     for args in (["fit", "-c", str(empty)], ["simulate", f"--config={empty}"], ["validate", "--config", str(empty)]):
         assert main(args) == 2, args
         assert f"config file {empty} is empty" in _one_error_line(capsys.readouterr().err)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    from cglight import cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "plugins", ("list", interrupted))
+    assert main(["plugins"]) == 130
+    assert capsys.readouterr().err == "cglight: interrupted\n"
