@@ -10,18 +10,28 @@
     cglight diagnose --checkpoint CKPT --data DIR          (what the Hessian terms could teach the model)
     cglight plugins                                        (registered loss plugins)
 
-Errors caused by input are printed as one line, without a traceback, and exit with status 2.
+Every command ends the same way. A known failure (bad input, a ``CGLightError``; an I/O error such
+as a missing file, a read-only directory or a full disk; an empty, binary or malformed ``--config``
+file) is one line on stderr, ``cglight: error: ...``, naming the file or key at fault, and exit
+status 2; ``cglight --debug COMMAND ...`` (the flag comes before the command) adds the traceback.
+A parser's usage error keeps the parser's message, exits 2, and is followed by a line naming the
+``--config`` file that set the refused option. Anything else is a bug: its traceback is printed,
+then one line asking to report it, and the exit status is 1. Ctrl-C exits 130.
 Torch uses one thread per process unless ``CGLIGHT_NUM_THREADS`` says otherwise (two threads
 on two shared cores ran ~100× slower than one).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable
 
+from cglight.config_files import config_arguments, key_sources, read_config_file
 from cglight.errors import CGLightError
 
 log = logging.getLogger("cglight")
@@ -196,24 +206,107 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
 """Every subcommand: its one-line description and the function that runs it (exit status or None)."""
 
 
+DEBUG = "--debug"
+"""The global flag, before the command, that adds the traceback to a known failure."""
+_LIGHTNING = ("fit", "validate", "test")  # their parser also takes ``-c FILE``
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space, then run the same command again",
+    errno.EDQUOT: "the disk quota is used up: free some space, then run the same command again",
+    errno.EROFS: "choose a directory you can write to",
+    errno.EACCES: "choose a directory you can write to, or fix the permissions",
+    errno.EPERM: "choose a directory you can write to, or fix the permissions",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = argv[:1] == [DEBUG]
+    argv = argv[1:] if debug else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: cglight {" + ",".join(COMMANDS) + "} ...\n\ncommands:")
+        print(f"usage: cglight [{DEBUG}] {{" + ",".join(COMMANDS) + "} ...\n\ncommands:")
         for name, (text, _) in COMMANDS.items():
             print(f"  {name:<9} {text}")
-        print("\nRun `cglight COMMAND --help` for the options of a command.")
+        print(f"\nRun `cglight COMMAND --help` for the options of a command; `cglight {DEBUG} COMMAND ...` shows the "
+              "traceback of an error.")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"cglight: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    _setup()
-    try:
-        return COMMANDS[command][1](rest) or 0
-    except CGLightError as exc:
-        print(f"cglight: error: {exc}", file=sys.stderr)
+    if DEBUG in rest:
+        print(f"cglight: error: {DEBUG} goes before the command: cglight {DEBUG} {command} ...", file=sys.stderr)
         return 2
+    _setup()
+    configs: dict[str, dict] = {}
+    try:
+        if command not in ("data", "plugins"):
+            configs = {path: read_config_file(path) for path in config_arguments(rest, short=command in _LIGHTNING)}
+        return COMMANDS[command][1](rest) or 0
+    except SystemExit as exc:  # a parser's usage error (its message is printed), --help, --print_config
+        return _parser_exit(exc, configs, rest)
+    except KeyboardInterrupt:
+        print("cglight: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends here: known ones on one line, bugs with a traceback
+        return _failed(exc, command, debug)
+
+
+def _failed(exc: Exception, command: str, debug: bool) -> int:
+    """Print ``exc`` as the end of ``command``; the exit status."""
+    if isinstance(exc, CGLightError):
+        message = str(exc)
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        message = f"{_os_error(exc)} (`cglight {DEBUG} {command} ...` shows where)"
+    else:
+        traceback.print_exception(exc)
+        text = " ".join(str(exc).split())[:300]
+        print(f"cglight: internal error (a bug): {type(exc).__name__}: {text}; please report it with the traceback above",
+              file=sys.stderr)
+        return 1
+    if debug:
+        traceback.print_exception(exc)
+    print(f"cglight: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _os_error(exc: OSError) -> str:
+    """An I/O error as one line: the file, what the system said, and what to do."""
+    files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    said = exc.strerror or os.strerror(exc.errno)
+    if files:
+        line = f"{' -> '.join(files)}: {said}"
+    else:  # h5py: errno set, the file and the system's words inside a long message
+        detail = " ".join(str(said).split())[:400]
+        line = detail if os.strerror(exc.errno) in detail else f"{os.strerror(exc.errno)} ({detail})"
+    hint = _OS_HINTS.get(exc.errno)
+    return f"{line}; {hint}" if hint else line
+
+
+def _parser_exit(exc: SystemExit, configs: dict[str, dict], argv: list[str]) -> int:
+    """The exit status of a parser's ``SystemExit``; after an error, a line naming the config file at fault."""
+    if exc.code is None:
+        return 0
+    if not isinstance(exc.code, int):
+        print(f"cglight: error: {exc.code}", file=sys.stderr)
+        return 2
+    if exc.code != 0 and configs:
+        print(f"cglight: error: {_where_set(exc, configs, argv)}", file=sys.stderr)
+    return exc.code
+
+
+def _where_set(exc: SystemExit, configs: dict[str, dict], argv: list[str]) -> str:
+    """Where the option a parser refused was set: which ``--config`` files, the command line."""
+    found = re.search(r"""(?:Parser key|Option|Key) ["']([^"']+)["']""", str(exc.__context__ or ""))
+    if found is None:
+        return f"(options read from --config {', '.join(configs)}, then the command line)"
+    key = found.group(1)
+    files = key_sources(key, configs)
+    also = f" and in --config {', '.join(files)}" if files else ""
+    if any(a == f"--{key}" or a.startswith((f"--{key}.", f"--{key}=")) for a in argv):
+        return f"'{key}' is set on the command line{also}"
+    if files:
+        return f"'{key}' is set in --config {', '.join(files)}"
+    return f"'{key}' is set in none of --config {', '.join(configs)}"
 
 
 if __name__ == "__main__":

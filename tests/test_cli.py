@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import subprocess
@@ -108,21 +109,23 @@ def test_dataset_without_manifest(tmp_path, capsys, monkeypatch):
 
 def test_malformed_config_key(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", QUICKSTART, "--model.backbone.cutof", "5.0"])
-    assert exc.value.code == 2
-    assert "cutof" in capsys.readouterr().err
+    assert main(["fit", "--config", QUICKSTART, "--model.backbone.cutof", "5.0"]) == 2
+    err = capsys.readouterr().err
+    assert "cutof" in err
+    last = err.strip().splitlines()[-1]
+    assert last == f"cglight: error: 'model.backbone' is set on the command line and in --config {QUICKSTART}"
     missing = tmp_path / "missing.yaml"
     missing.write_text("model:\n  lr: 1.0e-3\n")
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", str(missing)])
-    assert "data.path" in capsys.readouterr().err
+    assert main(["fit", "--config", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "data.path" in err
+    assert err.strip().splitlines()[-1] == f"cglight: error: 'data.path' is set in none of --config {missing}"
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  lr: fast\n")
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", str(bad)])
+    assert main(["fit", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "lr" in err and "fast" in err
+    assert err.strip().splitlines()[-1] == f"cglight: error: 'model.lr' is set in --config {bad}"
 
 
 def test_plugins_lists_builtins(capsys):
@@ -181,3 +184,206 @@ def test_bead_types_beyond_embedding_table(tiny_dataset, tmp_path, capsys, monke
                  "--model.backbone.max_z", "3", "--trainer.fast_dev_run", "true"])
     err = capsys.readouterr().err
     assert code == 2 and "system 'ala2' has bead type 3 but model.backbone.max_z is 3" in err
+
+
+# --- one error path for every command ---------------------------------------------------------------
+
+TINY = ["--frames", "4", "--stride_steps", "10", "--equilibration_ps", "0.01", "--hessian", "none", "--workers", "1"]
+BAD_YAML = {
+    "empty": (b"", "is empty"),
+    "comments": (b"# nothing but a comment\n", "is empty"),
+    "binary": (bytes(range(128, 256)) * 4, "is not text"),
+    "syntax": (b"frames: [1,\n", "is not valid YAML"),
+    "tab": (b"frames: 5\n\tseed: 1\n", "is not valid YAML"),
+    "list": (b"- 1\n- 2\n", "not a mapping"),
+    "scalar": (b"hello\n", "not a mapping"),
+}
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert lines[0].startswith("cglight: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["prepare", "fit", "simulate", "evaluate"])
+@pytest.mark.parametrize("kind", sorted(BAD_YAML))
+def test_bad_config_file_is_one_line_naming_it(tmp_path, capsys, monkeypatch, command, kind):
+    monkeypatch.chdir(tmp_path)
+    content, says = BAD_YAML[kind]
+    path = tmp_path / f"{kind}.yaml"
+    path.write_bytes(content)
+    extra = ["--out", "ds"] if command == "prepare" else []
+    assert main([command, "--config", str(path), *extra]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(path) in line and says in line
+    assert not (tmp_path / "ds").exists()
+
+
+def test_config_file_error_names_line_and_missing_file(tmp_path, capsys):
+    path = tmp_path / "syntax.yaml"
+    path.write_text("seed: 1\nframes: [1,\n")
+    assert main(["prepare", "--config", str(path), "--out", str(tmp_path / "ds")]) == 2
+    assert "line 3" in _one_error_line(capsys.readouterr().err)  # where PyYAML stops: after the open list
+    assert main(["simulate", "--config", str(tmp_path / "nope.yaml")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(tmp_path / "nope.yaml") in line and "does not exist" in line
+
+
+@pytest.mark.parametrize("command", ["prepare", "simulate"])
+def test_parser_error_in_config_file_names_the_file(tmp_path, capsys, command):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("seed: 3\n")
+    bad.write_text("framez: 5\n")
+    extra = ["--out", str(tmp_path / "ds")] if command == "prepare" else []
+    assert main([command, "--config", str(good), "--config", str(bad), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "Option 'framez' is not accepted" in err  # jsonargparse's own message is kept
+    last = err.strip().splitlines()[-1]
+    assert last == f"cglight: error: 'framez' is set in --config {bad}"
+
+
+def test_parser_error_on_the_command_line_says_so(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text("seed: 3\n")
+    assert main(["prepare", "--config", str(good), "--out", str(tmp_path / "ds"), "--frames", "many"]) == 2
+    err = capsys.readouterr().err
+    assert "Got value: many" in err
+    assert err.strip().splitlines()[-1] == "cglight: error: 'frames' is set on the command line"
+
+
+def test_debug_shows_the_traceback_of_a_known_error(tmp_path, capsys):
+    args = ["prepare", "--out", str(tmp_path / "ds"), "--part", "3/2"]
+    assert main(args) == 2
+    assert "--part 3/2: need 1 <= I <= N" in _one_error_line(capsys.readouterr().err)
+    assert main(["--debug", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "Part.parse" in err
+    assert err.strip().splitlines()[-1] == "cglight: error: --part 3/2: need 1 <= I <= N"
+    assert main([*args, "--debug"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == "cglight: error: --debug goes before the command: cglight --debug prepare ..."
+
+
+def test_a_bug_keeps_its_traceback_and_exits_1(capsys, monkeypatch):
+    from cglight import cli
+
+    def broken(argv):
+        raise ZeroDivisionError("division by zero in a buggy command")
+
+    monkeypatch.setitem(cli.COMMANDS, "plugins", ("list", broken))
+    assert main(["plugins"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and 'in broken\n    raise ZeroDivisionError' in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("cglight: internal error (a bug): ZeroDivisionError: division by zero in a buggy command")
+
+
+@pytest.mark.parametrize("code, text", [(errno.ENOENT, "No such file or directory"), (errno.EACCES, "Permission denied"),
+                                        (errno.ENOSPC, "No space left on device")])
+def test_os_errors_are_one_line_naming_the_file(capsys, monkeypatch, code, text):
+    from cglight import cli
+
+    def fails(argv):
+        raise OSError(code, os.strerror(code), "/data/somewhere/file.h5")
+
+    monkeypatch.setitem(cli.COMMANDS, "plugins", ("list", fails))
+    assert main(["plugins"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"cglight: error: /data/somewhere/file.h5: {text}")
+
+
+def test_h5py_style_os_error_is_one_line(capsys, monkeypatch):
+    from cglight import cli
+
+    def fails(argv):  # what h5py raises on a full disk: errno 28, a message over several lines, no filename
+        raise OSError(errno.ENOSPC, "Can't synchronously write data (file write failed: time = now\n, filename = 'x.h5', "
+                                    "errno = 28, error message = 'No space left on device')")
+
+    monkeypatch.setitem(cli.COMMANDS, "plugins", ("list", fails))
+    assert main(["plugins"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "No space left on device" in line and "x.h5" in line
+
+
+@pytest.mark.parametrize("where", ["trajectory", "shard"])
+def test_disk_full_in_prepare_is_one_line_and_leaves_nothing_that_looks_complete(tmp_path, capsys, monkeypatch, where):
+    import h5py
+    from openmm import app
+
+    out = tmp_path / "ds"
+    if where == "trajectory":
+        real = app.DCDFile.writeModel
+        calls = []
+
+        def write_model(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(app.DCDFile, "writeModel", write_model)
+    else:
+        def create_dataset(self, *args, **kwargs):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(h5py.Group, "create_dataset", create_dataset)
+    assert main(["prepare", "--out", str(out), *TINY]) == 2
+    assert "No space left on device" in _one_error_line(capsys.readouterr().err)
+    assert not (out / "manifest.json").exists()
+    assert not list(out.rglob("*.partial*"))  # the unfinished file is removed, not left to fill the disk
+    assert not list(out.rglob("shard-*.h5"))
+    if where == "trajectory":
+        assert not list(out.rglob("*.dcd"))
+    monkeypatch.undo()
+    assert main(["prepare", "--out", str(out), *TINY]) == 0  # space again: the same command completes the dataset
+    from cglight.data.verify import verify_dataset
+
+    assert verify_dataset(out)[0] == []
+
+
+def test_read_only_output_directory_is_one_line(tmp_path):
+    """A real read-only file system (a read-only bind mount in a user namespace), in a subprocess."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("unshare -rm (user and mount namespaces) is not available")
+    script = (f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} && "
+              f"exec {sys.executable} -m cglight.cli prepare --out {ro}/ds {' '.join(TINY)}")
+    env = dict(os.environ, CGLIGHT_PROGRESS="0", PYTHONPATH=str(ROOT))
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-3000:]
+    line = _one_error_line(r.stderr)
+    assert f"{ro}/" in line and "Read-only file system" in line
+
+
+@pytest.mark.parametrize("content, says", [("framez: 5\n", "Option 'framez' is not accepted"), ("", "is empty")])
+def test_bad_data_build_file_is_one_line_naming_it(tmp_path, capsys, monkeypatch, content, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prep.yaml").write_text(content)
+    code = main(["fit", "--config", QUICKSTART, "--data.path", "built", "--data.build", "prep.yaml", *SMALL,
+                 "--trainer.fast_dev_run", "true"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and "prep.yaml" in line and says in line
+    assert not (tmp_path / "built").exists()
+
+
+def test_every_spelling_of_the_config_option_is_checked(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    for args in (["fit", "-c", str(empty)], ["simulate", f"--config={empty}"], ["validate", "--config", str(empty)]):
+        assert main(args) == 2, args
+        assert f"config file {empty} is empty" in _one_error_line(capsys.readouterr().err)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    from cglight import cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "plugins", ("list", interrupted))
+    assert main(["plugins"]) == 130
+    assert capsys.readouterr().err == "cglight: interrupted\n"

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from cglight.config_files import read_config_file
 from cglight.errors import ConfigError
 from cglight.prepare.pipeline import PrepareConfig
 
 
-def prepare_parser(description: str = "build a dataset"):
-    """The argument parser of ``cglight prepare`` (every ``PrepareConfig`` field, plus --out, --overwrite, --part)."""
+def prepare_parser(description: str = "build a dataset", exit_on_error: bool = True):
+    """The argument parser of ``cglight prepare`` (every ``PrepareConfig`` field, plus --out, --overwrite, --part);
+    without ``exit_on_error`` a bad option raises instead of printing the usage and exiting."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog="cglight prepare", description=description, default_env=False)
+    parser = ArgumentParser(prog="cglight prepare", description=description, default_env=False, exit_on_error=exit_on_error)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     parser.add_argument("--out", type=str, required=True, help="dataset directory to create")
     parser.add_argument("--overwrite", type=bool, default=False, help="replace an existing dataset at --out")
@@ -28,7 +29,13 @@ def prepare_config(values) -> PrepareConfig:
 
 
 def load_prepare_config(path: str | os.PathLike) -> PrepareConfig:
-    """Read a ``cglight prepare`` YAML (the same keys as the command line) into a PrepareConfig."""
-    if not Path(path).is_file():
-        raise ConfigError(f"prepare config {path} does not exist")
-    return prepare_config(prepare_parser().parse_args(["--config", str(path), "--out", "unused"]))
+    """Read a ``cglight prepare`` YAML (the same keys as the command line) into a PrepareConfig;
+    ConfigError naming the file if it is missing, not YAML, or holds a bad option."""
+    from jsonargparse import ArgumentError
+
+    read_config_file(path)
+    try:
+        values = prepare_parser(exit_on_error=False).parse_args(["--config", str(path), "--out", "unused"])
+    except ArgumentError as exc:
+        raise ConfigError(f"prepare config {path}: {' '.join(str(exc).split())}") from None
+    return prepare_config(values)

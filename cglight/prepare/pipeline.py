@@ -31,11 +31,13 @@ from cglight.data.shards import sha256, write_shard
 from cglight.data.workdir import WorkDir, atomic_write_text, md_unit, shard_unit
 from cglight.errors import ConfigError, DatasetError
 from cglight.prepare.hessian import MODES, ProjectedHessian, evaluate_refined, refine_steps
+from cglight.prepare.lock import prepare_lock
 from cglight.prepare.mapping import CGMap, make_map
 from cglight.prepare.reference import as_stored, langevin_frames, make_context, read_dcd, read_trajectory, replica_seed
 from cglight.prepare.systems import build_system, check_constraints, pdb_text
 from cglight.progress import progress
 from cglight.units import NM_TO_ANGSTROM
+from cglight.workers_lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +260,11 @@ def _tick(frames: int = 1) -> None:
         _TICK[0](frames)
 
 
-def _init_worker(queue) -> None:
-    """Start of a forked worker: report progress to ``queue``; never touch the parent's OpenMM contexts
-    (their platform threads do not exist in a forked child). They are kept referenced, not destroyed:
-    workers end with ``os._exit``."""
+def _init_worker(queue, parent: int) -> None:
+    """Start of a forked worker: end with the ``parent`` process (even when it is killed); report progress
+    to ``queue``; never touch the parent's OpenMM contexts (their platform threads do not exist in a forked
+    child). They are kept referenced, not destroyed: workers end with ``os._exit``."""
+    die_with_parent(parent)
     _TICK[0] = queue.put
     _INHERITED.append(dict(_CACHE))
     _CACHE.clear()
@@ -315,12 +318,15 @@ def _run_replica(job: _Job, replica: int) -> dict:
     path = root / entry["path"]
     tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
-        dcd = app.DCDFile(f, topology, dt_ps)
-        for x in frames:
-            dcd.writeModel(x * unit.nanometer)  # DCDFile stores float32 Å
-            _tick()
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            dcd = app.DCDFile(f, topology, dt_ps)
+            for x in frames:
+                dcd.writeModel(x * unit.nanometer)  # DCDFile stores float32 Å
+                _tick()
+        os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves nothing behind
+        tmp.unlink(missing_ok=True)
     return {"path": entry["path"], "frames": entry["frames"], "sha256": sha256(path), "seconds": time.perf_counter() - t0}
 
 
@@ -406,7 +412,8 @@ def _run_pool(job: _Job, units: list[tuple[str, int, int]], workers: int, bar) -
     queue = ctx.SimpleQueue()
     drain = threading.Thread(target=lambda: [bar.update(n) for n in iter(queue.get, None)], daemon=True)
     drain.start()
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=ctx, initializer=_init_worker,
+                               initargs=(queue, os.getpid()))
     try:
         futures = [pool.submit(_unit, job, k, i) for k, i, _ in units]
         return [fut.result()[2] for fut in as_completed(futures)]
@@ -426,10 +433,17 @@ def prepare_dataset(config: PrepareConfig, out: str | os.PathLike, overwrite: bo
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
+    with prepare_lock(out):
+        _prepare_locked(config, out, part, overwrite)
+    return out
+
+
+def _prepare_locked(config: PrepareConfig, out: Path, part: Part, overwrite: bool) -> None:
+    """``prepare_dataset`` while this process holds the lock of ``out``."""
     work = WorkDir(out)
     if work.config() == config.identity() and (out / MANIFEST).is_file() and not work.missing_shards():
         log.info("%s is complete already (%s); nothing to do", out, MANIFEST)
-        return out
+        return
     built = _build(config)  # input errors are raised before anything is written
     resuming = work.claim(config.identity(), overwrite)
     t0 = time.perf_counter()
@@ -456,4 +470,3 @@ def prepare_dataset(config: PrepareConfig, out: str | os.PathLike, overwrite: bo
         left = work.missing_shards()
         log.info("part %d/%d of %s done; %d shards belong to other parts: join them with `cglight data merge`",
                  part.index, part.count, out, len(left))
-    return out

@@ -15,7 +15,8 @@ import numpy as np
 
 from cglight.errors import ConfigError
 from cglight.prepare.mapping import CGMap
-from cglight.prepare.peptide import add_hydrogens, build_alanine_dipeptide, build_peptide, build_villin
+from cglight.prepare import peptide
+from cglight.prepare.peptide import build_alanine_dipeptide, build_peptide, build_villin
 
 MOLECULES = {
     "alanine-dipeptide": build_alanine_dipeptide,
@@ -88,7 +89,7 @@ def build_system(molecule: str, solvent: str, pdb: str | None = None, forcefield
             raise ConfigError(f"pdb file {pdb} cannot be read: {exc}") from None
         modeller = app.Modeller(structure.topology, structure.positions)
         if add_hydrogens:
-            add_hydrogens(modeller, ff)
+            peptide.add_hydrogens(modeller, ff)  # (the argument of the same name is the flag)
         topology, positions = modeller.topology, modeller.positions
         description = {"pdb": str(Path(pdb).resolve()), "forcefield": ", ".join(forcefield)}
     else:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cglight.errors import CGLightError, ConfigError
+from cglight.workers_lifetime import die_with_parent
 
 Emit = Callable[[Any], None]
 _MESSAGE, _DONE, _FAILED = "message", "done", "failed"
@@ -59,6 +60,7 @@ def _work(target: Callable[[Any, Emit], None], index: int, job: Any, messages, p
     """The body of a worker process; it ends itself at its next message once the parent is gone."""
     import torch
 
+    die_with_parent(parent)
     torch.set_num_threads(1)
 
     def emit(message) -> None:

@@ -113,3 +113,26 @@ def test_bad_input_is_one_line_and_exit_2(tiny_dataset, tmp_path, capsys):
     err = _cli_fails(tmp_path, capsys, "--pdb", str(tmp_path / "none.pdb"), "--forcefield", json.dumps(FF))
     assert "pdb file" in err and "does not exist" in err
     assert Path(pdb).is_file()
+
+
+def test_pdb_without_hydrogens_prepares_with_add_hydrogens(tmp_path, capsys):
+    from openmm import app, unit
+
+    from cglight.prepare.systems import build_system, pdb_text
+
+    full = build_system("alanine-dipeptide", "vacuum")
+    modeller = app.Modeller(full.topology, full.positions * unit.nanometer)
+    modeller.delete([a for a in modeller.topology.atoms() if a.element.symbol == "H"])
+    heavy = tmp_path / "heavy.pdb"
+    heavy.write_text(pdb_text(modeller.topology, np.asarray(modeller.positions.value_in_unit(unit.nanometer))))
+    assert modeller.topology.getNumAtoms() == 10
+    args = ["prepare", "--pdb", str(heavy), "--forcefield", '["amber99sbildn.xml"]', "--frames", "2", "--stride_steps", "5",
+            "--equilibration_ps", "0", "--hessian", "none", "--workers", "1"]
+    assert main([*args, "--out", str(tmp_path / "without")]) == 2  # refused, with the hint to add them
+    assert "hydrogens missing? set add_hydrogens: true" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "with"), "--add_hydrogens", "true"]) == 0, capsys.readouterr().err
+    entry = json.loads((tmp_path / "with/manifest.json").read_text())["systems"]["ala2"]
+    top = mdtraj.load_pdb(str(tmp_path / "with" / entry["reference"]["topology"])).topology
+    assert top.n_atoms == full.topology.getNumAtoms() == 22  # the 12 hydrogens of ACE-ALA-NME are back
+    assert sorted(a.name for a in top.atoms) == sorted(a.name for a in full.topology.atoms())
+    assert verify_dataset(tmp_path / "with")[0] == []
