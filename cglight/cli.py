@@ -200,6 +200,8 @@ def _checkpoint_folders(trainer) -> tuple[str, list[Path]]:
     Lightning's rule: a ModelCheckpoint's ``dirpath`` if set, else ``<save_dir>/<name>/<version>/checkpoints`` of
     the first logger (``save_dir`` defaulting to ``trainer.default_root_dir``), else ``<default_root_dir>/checkpoints``.
     """
+    from pathlib import Path
+
     _logs_under_root_dir(trainer)
     root = Path(trainer.get("default_root_dir") or ".")
     for callback in trainer.get("callbacks") or []:
@@ -231,6 +233,8 @@ def _check_ckpt_path(config, command: str, explicit_model: dict) -> None:
     """Resolve ``--ckpt_path last``, refuse a file that is not a cglight checkpoint fit for ``command``, and a
     model setting given in the config (file or flag) that differs from the checkpoint's: LightningCLI builds the
     model from the checkpoint's hyper-parameters, so such a setting would be ignored without a word."""
+    from pathlib import Path
+
     from cglight.errors import ConfigError
 
     if config.ckpt_path == "last":
@@ -256,7 +260,9 @@ def _read_checkpoint(path: Path, command: str) -> dict:
 
     if not path.exists():
         raise ConfigError(f"--ckpt_path {path}: no such file")
-    if not path.is_file() or not zipfile.is_zipfile(path):
+    if path.is_dir():
+        raise ConfigError(f"--ckpt_path {path}: a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt)")
+    if not zipfile.is_zipfile(path):
         raise ConfigError(f"--ckpt_path {path}: not a checkpoint (a checkpoint written by `cglight fit` is a torch zip archive)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -310,7 +310,7 @@ def test_bad_checkpoint_is_one_line(uninterrupted, tmp_path, capsys, monkeypatch
     code = main([command, "--config", _ckpt_config(tmp_path, data, "R"), "--ckpt_path", str(path)])
     err = capsys.readouterr().err
     expected = {"missing": "no such file", "text": "not a checkpoint (a checkpoint written by `cglight fit` is a torch zip archive)",
-                "directory": "not a checkpoint", "foreign": "not a Lightning checkpoint (it has no 'state_dict'; it holds ['note', 'weights'])",
+                "directory": "a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt)", "foreign": "not a Lightning checkpoint (it has no 'state_dict'; it holds ['note', 'weights'])",
                 "weights_only": "holds weights only (no optimizer and loop state), so training cannot resume from it"}[case]
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == f"cglight: error: --ckpt_path {path}: {expected}"
