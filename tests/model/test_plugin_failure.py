@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint
 from types import SimpleNamespace
 
 import lightning as L
@@ -10,7 +9,6 @@ import pytest
 import torch
 
 from cglight.errors import PluginError
-from cglight.losses import registry
 from cglight.losses.base import LossResult
 from cglight.losses.force import ForceLoss
 from cglight.model import BackboneConfig, CGPotential
@@ -31,16 +29,6 @@ class ExplodingLoss(ForceLoss):
         return super().forward(batch, output)
 
 
-@pytest.fixture
-def boom_registered(monkeypatch):
-    ep = EntryPoint(name="boom", value=f"{__name__}:ExplodingLoss", group=registry.GROUP)
-    builtin = [e for e in registry.entry_points(group=registry.GROUP)]
-    monkeypatch.setattr(registry, "entry_points", lambda group: [*builtin, ep] if group == registry.GROUP else [])
-    registry.discover.cache_clear()
-    yield
-    registry.discover.cache_clear()
-
-
 def _batch() -> dict[str, torch.Tensor]:
     return {k: (v.float() if v.is_floating_point() else v) for k, v in synthetic_batch(frames=4, beads=5).items()}
 
@@ -50,7 +38,8 @@ def _model(losses) -> CGPotential:
     return CGPotential(backbone=BackboneConfig(embedding_dimension=8, num_layers=1, num_rbf=8, cutoff_upper=5.0, max_z=8), losses=losses)
 
 
-def test_raising_plugin_names_itself_the_step_and_the_cause(boom_registered, tmp_path):
+def test_raising_plugin_names_itself_the_step_and_the_cause(register_loss, tmp_path):
+    register_loss("boom", f"{__name__}:ExplodingLoss")
     batch = _batch()
     model = _model({"force": {"weight": 1.0}, "boom": {"weight": 0.5, "fail_at": 2}})
     system = SimpleNamespace(temperature=300.0, bead_types=batch["bead_types"][0].tolist(), bonds=[[i, i + 1] for i in range(4)])
