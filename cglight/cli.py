@@ -169,7 +169,8 @@ def _lightning_main(argv: list[str]) -> int | None:
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
             trainer_defaults={
-                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS, "name": "cglight"}},
+                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                           "init_args": {"save_dir": RUNS, "name": "cglight"}},
                 "inference_mode": False,
             },
             args=argv,
@@ -268,7 +269,9 @@ def _read_checkpoint(path: Path, command: str) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch's message for a file that is not a plain-data checkpoint is long
         first = (str(exc).strip().splitlines() or [""])[0][:150]
-        raise ConfigError(f"--ckpt_path {path}: cannot be read as a plain-data torch checkpoint ({type(exc).__name__}: {first})") from None
+        raise ConfigError(
+            f"--ckpt_path {path}: cannot be read as a plain-data torch checkpoint ({type(exc).__name__}: {first})"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         held = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ConfigError(f"--ckpt_path {path}: not a Lightning checkpoint (it has no 'state_dict'; it holds {held})")

@@ -196,7 +196,8 @@ def _ckpt_config(tmp: Path, data: Path, run: str, callbacks: list[dict] | None =
         "model": {"backbone": {"name": "graph-network", "embedding_dimension": 16, "num_layers": 1, "cutoff_upper": 8.0},
                   "losses": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 2}}},
         "data": {"path": str(data), "batch_size": 8, "block_frames": 4, "window_frames": 16},
-        "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "enable_model_summary": False,
+        "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False,
                     "log_every_n_steps": 1, "default_root_dir": str(tmp / run),
                     "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                                    "init_args": {"monitor": "val_loss", "filename": "best-{epoch}"}}, *(callbacks or [])]},
@@ -277,8 +278,9 @@ def test_ckpt_path_last_picks_the_newest_run(uninterrupted, caplog):
     tmp, data = uninterrupted
     from jsonargparse import Namespace
 
-    trainer = Namespace(default_root_dir=str(tmp / "A"), callbacks=[],
-                        logger=Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir="runs", name="cglight")))
+    csv_logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger",
+                           init_args=Namespace(save_dir="runs", name="cglight"))
+    trainer = Namespace(default_root_dir=str(tmp / "A"), callbacks=[], logger=csv_logger)
     (only,) = _last(tmp, "A")
     newer = tmp / "A" / "cglight" / "version_7" / "checkpoints" / "last.ckpt"
     newer.parent.mkdir(parents=True)
@@ -309,8 +311,10 @@ def test_bad_checkpoint_is_one_line(uninterrupted, tmp_path, capsys, monkeypatch
         path.mkdir()
     code = main([command, "--config", _ckpt_config(tmp_path, data, "R"), "--ckpt_path", str(path)])
     err = capsys.readouterr().err
-    expected = {"missing": "no such file", "text": "not a checkpoint (a checkpoint written by `cglight fit` is a torch zip archive)",
-                "directory": "a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt)", "foreign": "not a Lightning checkpoint (it has no 'state_dict'; it holds ['note', 'weights'])",
+    expected = {"missing": "no such file",
+                "text": "not a checkpoint (a checkpoint written by `cglight fit` is a torch zip archive)",
+                "directory": "a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt)",
+                "foreign": "not a Lightning checkpoint (it has no 'state_dict'; it holds ['note', 'weights'])",
                 "weights_only": "holds weights only (no optimizer and loop state), so training cannot resume from it"}[case]
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == f"cglight: error: --ckpt_path {path}: {expected}"
@@ -319,17 +323,20 @@ def test_bad_checkpoint_is_one_line(uninterrupted, tmp_path, capsys, monkeypatch
 
 @pytest.mark.parametrize("flag, value, key", [
     ("--model.backbone.embedding_dimension", "32", "model.backbone.embedding_dimension: 32 here, 16 in the checkpoint"),
-    ("--model.losses", "{force: {weight: 1.0}, hvp_cov: {weight: 0.5, probes: 2}}", "model.losses.hvp_cov.weight: 0.5 here, 0.1 in the checkpoint"),
+    ("--model.losses", "{force: {weight: 1.0}, hvp_cov: {weight: 0.5, probes: 2}}",
+     "model.losses.hvp_cov.weight: 0.5 here, 0.1 in the checkpoint"),
     ("--model.losses", "{force: {weight: 1.0}}", "model.losses: ['force'] here, ['force', 'hvp_cov'] in the checkpoint"),
 ])
-def test_model_settings_that_differ_from_the_checkpoint_are_refused(uninterrupted, tmp_path, capsys, monkeypatch, flag, value, key):
+def test_model_settings_that_differ_from_the_checkpoint_are_refused(uninterrupted, tmp_path, capsys, monkeypatch, flag, value,
+                                                                    key):
     tmp, data = uninterrupted
     monkeypatch.chdir(tmp_path)
     (ckpt,) = _last(tmp, "A")
     for command in ("fit", "validate"):
         assert main([command, "--config", _ckpt_config(tmp_path, data, "R"), flag, value, "--ckpt_path", str(ckpt)]) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert err.startswith(f"cglight: error: --ckpt_path {ckpt}: the model of the config differs from the checkpoint's ({key})")
+        prefix = f"cglight: error: --ckpt_path {ckpt}: the model of the config differs from the checkpoint's"
+        assert err.startswith(f"{prefix} ({key})")
 
 
 @pytest.mark.slow
@@ -339,4 +346,5 @@ def test_validate_with_the_checkpoints_own_settings(uninterrupted, tmp_path, mon
     (ckpt,) = _last(tmp, "A")
     # the same settings, and the loss term spelled without its default weight: accepted
     losses = "{force: {}, hvp_cov: {weight: 0.1, probes: 2}}"
-    assert main(["validate", "--config", _ckpt_config(tmp_path, data, "R"), "--model.losses", losses, "--ckpt_path", str(ckpt)]) == 0
+    config = _ckpt_config(tmp_path, data, "R")
+    assert main(["validate", "--config", config, "--model.losses", losses, "--ckpt_path", str(ckpt)]) == 0

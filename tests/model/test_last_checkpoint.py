@@ -61,7 +61,8 @@ def _model_and_batch():
 def _fit(tmp_path, callbacks, epochs: int = 3, max_steps: int = -1):
     model, batch = _model_and_batch()
     loader = torch.utils.data.DataLoader([batch] * STEPS, batch_size=None)
-    trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+    trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False,
                         default_root_dir=tmp_path, callbacks=callbacks, inference_mode=False, num_sanity_val_steps=0)
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader)
     return trainer, model

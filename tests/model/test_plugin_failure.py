@@ -35,7 +35,8 @@ def _batch() -> dict[str, torch.Tensor]:
 
 def _model(losses) -> CGPotential:
     torch.manual_seed(0)
-    return CGPotential(backbone=BackboneConfig(embedding_dimension=8, num_layers=1, num_rbf=8, cutoff_upper=5.0, max_z=8), losses=losses)
+    backbone = BackboneConfig(embedding_dimension=8, num_layers=1, num_rbf=8, cutoff_upper=5.0, max_z=8)
+    return CGPotential(backbone=backbone, losses=losses)
 
 
 def test_raising_plugin_names_itself_the_step_and_the_cause(register_loss, tmp_path):
