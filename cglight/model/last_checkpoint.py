@@ -29,6 +29,7 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cglight.errors import ConfigError
@@ -95,7 +96,9 @@ class LastCheckpoint(Callback):
 
     def _save(self, trainer: Trainer) -> None:
         folder = self._folder(trainer)
-        if folder is None or trainer.fast_dev_run or trainer.sanity_checking or self.last_step == trainer.global_step:
+        if trainer.state.fn != TrainerFn.FITTING or folder is None or trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        if self.last_step == trainer.global_step:
             return
         path = folder / NAME
         partial = folder / f".{NAME}.tmp"
@@ -119,6 +122,10 @@ class LastCheckpoint(Callback):
         if self.interrupted is None:
             self.interrupted = signal.SIGTERM
         self._save(trainer)
-        if self.last_path is not None:
+        name = signal.Signals(self.interrupted).name
+        if self.last_path is not None and self.last_step == trainer.global_step:
             log.warning("training interrupted by %s at step %d; saved %s (resume with --ckpt_path last)",
-                        signal.Signals(self.interrupted).name, trainer.global_step, self.last_path)
+                        name, trainer.global_step, self.last_path)
+        else:
+            log.warning("training interrupted by %s at step %d; no last.ckpt written (checkpointing is off, or "
+                        "not training)", name, trainer.global_step)
