@@ -348,3 +348,13 @@ def test_validate_with_the_checkpoints_own_settings(uninterrupted, tmp_path, mon
     losses = "{force: {}, hvp_cov: {weight: 0.1, probes: 2}}"
     config = _ckpt_config(tmp_path, data, "R")
     assert main(["validate", "--config", config, "--model.losses", losses, "--ckpt_path", str(ckpt)]) == 0
+
+
+def test_ctrl_c_saves_last_and_exits_130(uninterrupted, tmp_path, monkeypatch, caplog):
+    tmp, data = uninterrupted
+    monkeypatch.chdir(tmp_path)
+    ctrl_c = {"class_path": "tests.model.test_last_checkpoint.SignalAt", "init_args": {"step": 3, "signum": int(signal.SIGINT)}}
+    assert main(["fit", "--config", _ckpt_config(tmp_path, data, "R", [ctrl_c])]) == 128 + signal.SIGINT
+    (saved,) = _last(tmp_path, "R")
+    assert _state(saved)[0] == 3 and f"training interrupted by SIGINT at step 3; saved {saved}" in caplog.text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
