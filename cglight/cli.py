@@ -16,7 +16,8 @@ file) is one line on stderr, ``cglight: error: ...``, naming the file or key at 
 status 2; ``cglight --debug COMMAND ...`` (the flag comes before the command) adds the traceback.
 A parser's usage error keeps the parser's message, exits 2, and is followed by a line naming the
 ``--config`` file that set the refused option. Anything else is a bug: its traceback is printed,
-then one line asking to report it, and the exit status is 1. Ctrl-C exits 130.
+then one line asking to report it, and the exit status is 1. Ctrl-C exits 130; ``fit`` stopped by
+SIGTERM or Ctrl-C saves ``last.ckpt`` at that step and exits 143 or 130 (resumable).
 Torch uses one thread per process unless ``CGLIGHT_NUM_THREADS`` says otherwise (two threads
 on two shared cores ran ~100× slower than one).
 """
@@ -134,15 +135,21 @@ def plugins_main(argv: list[str]) -> None:
         print("  (none: is cglight installed? run `pip install -e .`)")
 
 
-def _lightning_main(argv: list[str]) -> None:
+def _lightning_main(argv: list[str]) -> int | None:
+    import signal
+
     from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from cglight.data.datamodule import CGDataModule
+    from cglight.model.last_checkpoint import LastCheckpoint
     from cglight.model.loss_curves import LossCurves
     from cglight.model.potential import CGPotential
     from cglight.model.random_state import RandomState
     from cglight.model.safeguard import RunawayGuard
     from cglight.model.simulation_check import SimulationValidation
+
+    last: list[LastCheckpoint] = []
 
     class CGLightCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -150,27 +157,45 @@ def _lightning_main(argv: list[str]) -> None:
             parser.add_lightning_class_args(RandomState, "random_state")
             parser.add_lightning_class_args(RunawayGuard, "runaway_guard")
             parser.add_lightning_class_args(SimulationValidation, "simulation_check")
+            parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
             parser.link_arguments("data.path", "simulation_check.reference")
+
+        def parse_arguments(self, parser, args) -> None:
+            super().parse_arguments(parser, args)
+            command = self.config.get("subcommand")
+            if command and self.config[command].get("ckpt_path"):
+                # before LightningCLI reads the checkpoint's hyper-parameters into the model's config
+                explicit = parser.parse_args(args, defaults=False)[command].get("model")
+                _check_ckpt_path(self.config[command], command, explicit.as_dict() if explicit else {})
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand]
             config.trainer.inference_mode = False  # Hessian-vector products need autograd in validation too
             _logs_under_root_dir(config.trainer)
 
-    CGLightCLI(
-        CGPotential,
-        CGDataModule,
-        subclass_mode_model=False,
-        subclass_mode_data=False,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
-        trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS, "name": "cglight"}},
-            "inference_mode": False,
-        },
-        args=argv,
-    )
+        def after_instantiate_classes(self) -> None:
+            super().after_instantiate_classes()
+            last.extend(c for c in self.trainer.callbacks if isinstance(c, LastCheckpoint))
+
+    try:
+        CGLightCLI(
+            CGPotential,
+            CGDataModule,
+            subclass_mode_model=False,
+            subclass_mode_data=False,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
+            trainer_defaults={
+                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                           "init_args": {"save_dir": RUNS, "name": "cglight"}},
+                "inference_mode": False,
+            },
+            args=argv,
+        )
+    except SIGTERMException:  # SIGTERM or SIGINT: last.ckpt is saved (the callback said where); not finished
+        return 128 + int(last[0].interrupted if last and last[0].interrupted else signal.SIGTERM)
+    return None
 
 
 def _logs_under_root_dir(trainer) -> None:
@@ -188,7 +213,139 @@ def _logs_under_root_dir(trainer) -> None:
             init["save_dir"] = str(root)
 
 
-def _lightning(command: str) -> Callable[[list[str]], None]:
+def _checkpoint_folders(trainer) -> tuple[str, list[Path]]:
+    """Where this config's runs keep ``last.ckpt``: a description and the candidate folders.
+
+    Lightning's rule: a ModelCheckpoint's ``dirpath`` if set, else ``<save_dir>/<name>/<version>/checkpoints`` of
+    the first logger (``save_dir`` defaulting to ``trainer.default_root_dir``), else ``<default_root_dir>/checkpoints``.
+    """
+    from pathlib import Path
+
+    _logs_under_root_dir(trainer)
+    root = Path(trainer.get("default_root_dir") or ".")
+    for callback in trainer.get("callbacks") or []:
+        dirpath = (callback.get("init_args") or {}).get("dirpath") if hasattr(callback, "get") else None
+        if dirpath:
+            return str(dirpath), [Path(dirpath)]
+    loggers = trainer.get("logger")
+    first = loggers[0] if isinstance(loggers, list) and loggers else loggers
+    if not first:
+        return str(root / "checkpoints"), [root / "checkpoints"]
+    init = (first.get("init_args") or {}) if hasattr(first, "get") else {}
+    base = Path(init.get("save_dir") or root) / str(init.get("name") or init.get("project") or "lightning_logs")
+    return f"{base}/*/checkpoints", sorted(base.glob("*/checkpoints"))
+
+
+def _newest_last(trainer) -> Path:
+    from cglight.errors import ConfigError
+
+    where, folders = _checkpoint_folders(trainer)
+    found = [f / "last.ckpt" for f in folders if (f / "last.ckpt").is_file()]
+    if not found:
+        raise ConfigError(f"--ckpt_path last: there is no last.ckpt in {where} (no earlier run of this config saved one)")
+    newest = max(found, key=lambda p: (p.stat().st_mtime, str(p)))
+    log.info("--ckpt_path last: %s (the newest last.ckpt in %s)", newest, where)
+    return newest
+
+
+def _check_ckpt_path(config, command: str, explicit_model: dict) -> None:
+    """Resolve ``--ckpt_path last``, refuse a file that is not a cglight checkpoint fit for ``command``, and a
+    model setting given in the config (file or flag) that differs from the checkpoint's: LightningCLI builds the
+    model from the checkpoint's hyper-parameters, so such a setting would be ignored without a word."""
+    from pathlib import Path
+
+    from cglight.errors import ConfigError
+
+    if config.ckpt_path == "last":
+        config.ckpt_path = str(_newest_last(config.trainer))
+    checkpoint = _read_checkpoint(Path(config.ckpt_path), command)
+    differ = _differences(explicit_model, checkpoint["hyper_parameters"])
+    if differ:
+        listed = "; ".join(f"model.{key}: {mine!r} here, {theirs!r} in the checkpoint" for key, mine, theirs in differ)
+        raise ConfigError(
+            f"--ckpt_path {config.ckpt_path}: the model of the config differs from the checkpoint's ({listed}). "
+            "The model (its network, priors, loss terms and weights, learning rate) comes from the checkpoint: "
+            "remove these settings or give them the checkpoint's values"
+        )
+
+
+def _read_checkpoint(path: Path, command: str) -> dict:
+    """The checkpoint at ``path``, read without unpickling code; ConfigError naming what is wrong with it."""
+    import zipfile
+
+    import torch
+
+    from cglight.errors import ConfigError
+
+    if not path.exists():
+        raise ConfigError(f"--ckpt_path {path}: no such file")
+    if path.is_dir():
+        raise ConfigError(f"--ckpt_path {path}: a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt)")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"--ckpt_path {path}: not a checkpoint (a checkpoint written by `cglight fit` is a torch zip archive)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch's message for a file that is not a plain-data checkpoint is long
+        first = (str(exc).strip().splitlines() or [""])[0][:150]
+        raise ConfigError(
+            f"--ckpt_path {path}: cannot be read as a plain-data torch checkpoint ({type(exc).__name__}: {first})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        held = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ConfigError(f"--ckpt_path {path}: not a Lightning checkpoint (it has no 'state_dict'; it holds {held})")
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or not {"backbone", "losses"} <= set(hparams):
+        raise ConfigError(f"--ckpt_path {path}: not the checkpoint of a cglight model (its hyper-parameters lack 'backbone' "
+                          "and 'losses')")
+    if command == "fit" and not {"optimizer_states", "loops"} <= set(checkpoint):
+        raise ConfigError(f"--ckpt_path {path}: holds weights only (no optimizer and loop state), so training cannot resume "
+                          "from it")
+    return checkpoint
+
+
+def _leaves(tree, prefix: str) -> dict[str, object]:
+    """``{"a.b": value}`` for every leaf of nested dicts (an empty dict is a leaf)."""
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, sub in tree.items() for k, v in _leaves(sub, f"{prefix}.{key}").items()}
+    return {prefix: tree}
+
+
+def _loss_options(losses) -> dict:
+    """Loss options with the objective's defaults filled in, so that ``force: {}`` equals ``force: {weight: 1.0}``."""
+    if not isinstance(losses, dict):
+        return losses
+    return {name: {"weight": 1.0, "warmup_steps": 0, "ramp_steps": 0, **(options or {})} for name, options in losses.items()}
+
+
+def _differences(explicit: dict, hparams: dict) -> list[tuple[str, object, object]]:
+    """``(key, config's value, checkpoint's value)`` for every model setting given explicitly that the checkpoint
+    has otherwise. ``losses`` is compared whole: first its terms, then every option of each; an empty group
+    (``bonds: {}``, "on, with defaults") matches any settings of that group."""
+    differ = []
+    for top, given in explicit.items():
+        theirs = hparams.get(top)
+        if top == "losses" and isinstance(given, dict) and isinstance(theirs, dict):
+            given, theirs = _loss_options(given), _loss_options(theirs)
+            if set(given) != set(theirs):
+                differ.append(("losses", sorted(given), sorted(theirs)))
+                continue
+            keys = dict.fromkeys([*_leaves(given, top), *_leaves(theirs, top)])
+        else:
+            keys = _leaves(given, top)
+        for key in keys:
+            a, b = _at({top: given}, key), _at({top: theirs}, key)
+            if a != b and not (a == {} and isinstance(b, dict)):
+                differ.append((key, a, b))
+    return differ
+
+
+def _at(tree, key: str):
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def _lightning(command: str) -> Callable[[list[str]], int | None]:
     return lambda argv: _lightning_main([command, *argv])
 
 

@@ -6,6 +6,7 @@ import csv
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -387,3 +388,177 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, "plugins", ("list", interrupted))
     assert main(["plugins"]) == 130
     assert capsys.readouterr().err == "cglight: interrupted\n"
+# ----------------------------------------------------------------------------- checkpoints: last.ckpt, --ckpt_path
+
+
+def _ckpt_config(tmp: Path, data: Path, run: str, callbacks: list[dict] | None = None) -> str:
+    """A tiny quickstart-like run (best checkpoint by val_loss) writing under ``tmp/run``."""
+    import yaml
+
+    config = {
+        "seed_everything": 0,
+        "model": {"backbone": {"name": "graph-network", "embedding_dimension": 16, "num_layers": 1, "cutoff_upper": 8.0},
+                  "losses": {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 2}}},
+        "data": {"path": str(data), "batch_size": 8, "block_frames": 4, "window_frames": 16},
+        "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False,
+                    "log_every_n_steps": 1, "default_root_dir": str(tmp / run),
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": {"monitor": "val_loss", "filename": "best-{epoch}"}}, *(callbacks or [])]},
+        "loss_curves": {"enabled": False},
+    }
+    path = tmp / f"{run}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def _last(tmp: Path, run: str) -> list[Path]:
+    return sorted((tmp / run).glob("cglight/version_*/checkpoints/last.ckpt"))
+
+
+def _state(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    return ckpt["global_step"], {k: v for k, v in ckpt["state_dict"].items() if torch.is_tensor(v)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A synthetic two-system dataset and one uninterrupted 3-epoch run on it (run 'A')."""
+    from tests.data.synthetic import write_synthetic
+
+    tmp = tmp_path_factory.mktemp("ckpt")
+    data = write_synthetic(tmp / "ds", {"a": [24, 16], "b": [20]})
+    assert main(["fit", "--config", _ckpt_config(tmp, data, "A")]) == 0
+    return tmp, data
+
+
+@pytest.mark.slow
+def test_sigterm_saves_last_and_ckpt_path_last_resumes_to_the_same_weights(uninterrupted):
+    tmp, data = uninterrupted
+    (final,) = _last(tmp, "A")
+    steps, weights = _state(final)
+    stop = steps // 2 + 1  # mid-epoch
+    marker = tmp / "reached"
+    waiter = {"class_path": "tests.model.interrupt.WaitForSignalAt", "init_args": {"step": stop, "marker": str(marker)}}
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CGLIGHT_PROGRESS="0")
+    proc = subprocess.Popen([sys.executable, "-m", "cglight.cli", "fit", "--config", _ckpt_config(tmp, data, "B", [waiter])],
+                            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = 600
+    while not marker.exists() and proc.poll() is None and deadline > 0:
+        import time
+
+        time.sleep(0.1)
+        deadline -= 0.1
+    proc.send_signal(signal.SIGTERM)  # from outside, as a scheduler's preemption
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err
+    assert f"cglight: training interrupted by SIGTERM at step {stop}; saved " in err
+    (saved,) = _last(tmp, "B")
+    assert _state(saved)[0] == stop
+    # resume: `--ckpt_path last` finds B's last.ckpt, finishes, and ends where the uninterrupted run ended
+    assert main(["fit", "--config", _ckpt_config(tmp, data, "B"), "--ckpt_path", "last"]) == 0
+    first, resumed = _last(tmp, "B")
+    assert first == saved and _state(resumed)[0] == steps
+    resumed_weights = _state(resumed)[1]
+    assert all(torch.allclose(resumed_weights[k], weights[k], rtol=1e-5, atol=1e-7) for k in weights)
+
+
+def test_ckpt_path_last_without_a_saved_run_fails_before_training(tmp_path, capsys, monkeypatch):
+    from tests.data.synthetic import write_synthetic
+
+    monkeypatch.chdir(tmp_path)
+    data = write_synthetic(tmp_path / "ds", {"a": [24]})
+    assert main(["fit", "--config", _ckpt_config(tmp_path, data, "R"), "--ckpt_path", "last"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"cglight: error: --ckpt_path last: there is no last.ckpt in {tmp_path}/R/cglight/*/checkpoints " \
+                      "(no earlier run of this config saved one)"
+    assert not (tmp_path / "R").exists()  # nothing trained, no new run directory
+
+
+def test_ckpt_path_last_picks_the_newest_run(uninterrupted, caplog):
+    from cglight.cli import _newest_last
+
+    tmp, data = uninterrupted
+    from jsonargparse import Namespace
+
+    csv_logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger",
+                           init_args=Namespace(save_dir="runs", name="cglight"))
+    trainer = Namespace(default_root_dir=str(tmp / "A"), callbacks=[], logger=csv_logger)
+    (only,) = _last(tmp, "A")
+    newer = tmp / "A" / "cglight" / "version_7" / "checkpoints" / "last.ckpt"
+    newer.parent.mkdir(parents=True)
+    newer.write_bytes(only.read_bytes())
+    os.utime(only, (1, 1))  # older than the copy
+    try:
+        assert _newest_last(trainer) == newer and str(newer) in caplog.text
+    finally:
+        import shutil
+
+        shutil.rmtree(newer.parents[1])
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "foreign", "weights_only", "directory"])
+def test_bad_checkpoint_is_one_line(uninterrupted, tmp_path, capsys, monkeypatch, case):
+    tmp, data = uninterrupted
+    monkeypatch.chdir(tmp_path)
+    command = "validate" if case == "foreign" else "fit"
+    path = tmp_path / f"{case}.ckpt"
+    if case == "text":
+        path.write_text("epoch: 3\n")
+    elif case == "foreign":
+        torch.save({"weights": torch.ones(3), "note": "not a model"}, path)
+    elif case == "weights_only":
+        ckpt = torch.load(_last(tmp, "A")[0], weights_only=True)
+        torch.save({k: ckpt[k] for k in ("state_dict", "hyper_parameters", "epoch", "global_step")}, path)
+    elif case == "directory":
+        path.mkdir()
+    code = main([command, "--config", _ckpt_config(tmp_path, data, "R"), "--ckpt_path", str(path)])
+    err = capsys.readouterr().err
+    expected = {"missing": "no such file",
+                "text": "not a checkpoint (a checkpoint written by `cglight fit` is a torch zip archive)",
+                "directory": "a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt)",
+                "foreign": "not a Lightning checkpoint (it has no 'state_dict'; it holds ['note', 'weights'])",
+                "weights_only": "holds weights only (no optimizer and loop state), so training cannot resume from it"}[case]
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"cglight: error: --ckpt_path {path}: {expected}"
+    assert not (tmp_path / "R").exists()
+
+
+@pytest.mark.parametrize("flag, value, key", [
+    ("--model.backbone.embedding_dimension", "32", "model.backbone.embedding_dimension: 32 here, 16 in the checkpoint"),
+    ("--model.losses", "{force: {weight: 1.0}, hvp_cov: {weight: 0.5, probes: 2}}",
+     "model.losses.hvp_cov.weight: 0.5 here, 0.1 in the checkpoint"),
+    ("--model.losses", "{force: {weight: 1.0}}", "model.losses: ['force'] here, ['force', 'hvp_cov'] in the checkpoint"),
+])
+def test_model_settings_that_differ_from_the_checkpoint_are_refused(uninterrupted, tmp_path, capsys, monkeypatch, flag, value,
+                                                                    key):
+    tmp, data = uninterrupted
+    monkeypatch.chdir(tmp_path)
+    (ckpt,) = _last(tmp, "A")
+    for command in ("fit", "validate"):
+        assert main([command, "--config", _ckpt_config(tmp_path, data, "R"), flag, value, "--ckpt_path", str(ckpt)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        prefix = f"cglight: error: --ckpt_path {ckpt}: the model of the config differs from the checkpoint's"
+        assert err.startswith(f"{prefix} ({key})")
+
+
+@pytest.mark.slow
+def test_validate_with_the_checkpoints_own_settings(uninterrupted, tmp_path, monkeypatch):
+    tmp, data = uninterrupted
+    monkeypatch.chdir(tmp_path)
+    (ckpt,) = _last(tmp, "A")
+    # the same settings, and the loss term spelled without its default weight: accepted
+    losses = "{force: {}, hvp_cov: {weight: 0.1, probes: 2}}"
+    config = _ckpt_config(tmp_path, data, "R")
+    assert main(["validate", "--config", config, "--model.losses", losses, "--ckpt_path", str(ckpt)]) == 0
+
+
+def test_ctrl_c_saves_last_and_exits_130(uninterrupted, tmp_path, monkeypatch, caplog):
+    tmp, data = uninterrupted
+    monkeypatch.chdir(tmp_path)
+    ctrl_c = {"class_path": "tests.model.test_last_checkpoint.SignalAt", "init_args": {"step": 3, "signum": int(signal.SIGINT)}}
+    assert main(["fit", "--config", _ckpt_config(tmp_path, data, "R", [ctrl_c])]) == 128 + signal.SIGINT
+    (saved,) = _last(tmp_path, "R")
+    assert _state(saved)[0] == 3 and f"training interrupted by SIGINT at step 3; saved {saved}" in caplog.text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cglight.errors import ConfigError
-from cglight.losses.base import LossTerm, ModelOutput
-from cglight.losses.registry import build_loss
+from cglight.errors import CGLightError, ConfigError, PluginError
+from cglight.losses.base import LossResult, LossTerm, ModelOutput
+from cglight.losses.registry import build_loss, is_builtin, origin
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Objective(nn.Module):
             self.check_batch(batch)
             b = len(next(iter(batch.values())))
             for name, term in self.items():
-                m = term.target_second_moment(batch)
+                m = self._call(name, term, "calibration", term.target_second_moment, batch)
                 if m is not None:
                     sums[name] = sums.get(name, 0.0) + float(m) * b
             frames += b
@@ -137,6 +137,24 @@ class Objective(nn.Module):
         log.info("loss normalisation (target second moments over %d frames): %s", frames, {k: f"{v:.4g}" for k, v in scales.items()})
         return scales
 
+    def _when(self) -> str:
+        return f"training step {self.step}" if self.training else f"evaluation (after training step {self.step})"
+
+    @staticmethod
+    def _call(name: str, term: LossTerm, when: str, fn, *args) -> LossResult | Tensor | None:
+        """``fn(*args)``; an exception raised inside a plugin's code becomes a :class:`PluginError` naming the
+        plugin, where it comes from, ``when`` and the cause (chained: the traceback stays in ``__cause__``).
+        cglight's own terms are left alone: an error there is a bug of cglight, not bad input."""
+        if is_builtin(term):
+            return fn(*args)
+        try:
+            return fn(*args)
+        except (CGLightError, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:
+            cause = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
+            raise PluginError(f"loss '{name}' ({origin(name)}) raised during {when}: {cause}") from exc
+
     def forward(self, batch: Mapping[str, Tensor], output: ModelOutput) -> tuple[Tensor, dict[str, Tensor]]:
         return self.combine([(batch, output)])
 
@@ -154,7 +172,7 @@ class Objective(nn.Module):
         results = []
         for batch, output in groups:
             self.check_batch(batch)
-            results.append({name: term(batch, output) for _, name, term in active})
+            results.append({name: self._call(name, term, self._when(), term, batch, output) for _, name, term in active})
         total = groups[0][1].energy.new_zeros(())
         logs: dict[str, Tensor] = {}
         for i, name, term in active:

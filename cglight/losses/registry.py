@@ -98,6 +98,19 @@ def get_loss_class(name: str) -> type[LossTerm]:
     return entry.cls
 
 
+def origin(name: str) -> str:
+    """Where loss ``name`` comes from, for messages: ``from <distribution>, <module:Class>``."""
+    entry = discover().get(name)
+    if entry is not None:
+        return f"from {entry.distribution}, {entry.value}"
+    return "imported by its dotted path"
+
+
+def is_builtin(term: LossTerm) -> bool:
+    """Whether ``term`` is one of cglight's own losses (a failure inside it is a bug of cglight, not of a plugin)."""
+    return type(term).__module__.split(".")[0] == "cglight"
+
+
 def build_loss(name: str, options: dict[str, Any]) -> LossTerm:
     """Instantiate loss ``name`` with ``options``; unknown or badly typed options name the loss."""
     cls = get_loss_class(name)

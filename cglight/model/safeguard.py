@@ -11,8 +11,12 @@ to (its calibrated scale), which a model near the PMF Hessian never does (measur
 The guard checks, after every training step: any term ``train/<name>`` non-finite (stop at
 once), a normalised one above ``max_loss`` for ``patience`` steps in a row, or, for terms whose target
 uses the model's forces, ``model_sq / scale`` above ``max_curvature_ratio`` for ``patience``
-steps. It then writes ``runaway-step<N>.ckpt`` next to the logs and raises
-:class:`~cglight.errors.TrainingDivergedError` (the CLI prints one line and exits with status 2).
+steps. It then writes ``runaway-step<N>.ckpt`` next to the logs, if the weights are still finite
+(a non-finite loss has usually made them NaN by the optimiser step: then no file is written and
+the message names the run's last checkpoint, ``last.ckpt`` of the last epoch end), and raises
+:class:`~cglight.errors.TrainingDivergedError` (the CLI prints one line and exits with status 2)
+with advice that applies to the term: its weight and schedule, ``model.lr`` for a non-finite
+loss, and ``estimator: centered`` only for ``hvp_cov`` with the uncentered estimator.
 """
 
 from __future__ import annotations
@@ -20,9 +24,27 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from cglight.errors import ConfigError, TrainingDivergedError
+from cglight.losses.base import LossTerm
+from cglight.losses.hessian import CovarianceHVPLoss
+from cglight.model.last_checkpoint import LastCheckpoint
+
+
+def advice(name: str, term: LossTerm | None, finite: bool) -> str:
+    """What to change for a runaway of term ``name``: only settings that exist for that term."""
+    tips = [f"lower model.losses.{name}.weight", f"give it model.losses.{name}.warmup_steps/ramp_steps"]
+    if isinstance(term, CovarianceHVPLoss) and term.estimator != "centered":
+        tips.insert(1, f"set model.losses.{name}.estimator: centered (its target then errs only to second order)")
+    if not finite:
+        tips.append("lower model.lr")
+    return "To go on: " + ", ".join(tips[:-1]) + f" or {tips[-1]}, and train again."
+
+
+def _finite(module: LightningModule) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
 class RunawayGuard(Callback):
@@ -81,9 +103,22 @@ class RunawayGuard(Callback):
             return
         name, reason = found or ("(another process)", "detected on another process")
         step = trainer.global_step
-        path = Path(trainer.log_dir or trainer.default_root_dir) / f"runaway-step{step}.ckpt"
-        trainer.save_checkpoint(path)
+        objective = getattr(pl_module, "objective", None)
+        term = dict(objective.items()).get(name) if objective is not None else None
+        if _finite(pl_module):
+            path = Path(trainer.log_dir or trainer.default_root_dir) / f"runaway-step{step}.ckpt"
+            trainer.save_checkpoint(path)
+            saved = f"Checkpoint (finite weights, step {step}): {path}."
+        else:
+            saved = f"The weights are no longer finite, so none was saved; {self._last_finite(trainer)}."
         raise TrainingDivergedError(
-            f"training stopped at step {step}: loss '{name}' ran away ({reason}). Checkpoint: {path}. "
-            f"Lower model.losses.{name}.weight, use its default estimator 'centered', or give it warmup_steps/ramp_steps."
+            f"training stopped at step {step}: loss '{name}' ran away ({reason}). {saved} "
+            f"{advice(name, term, finite=math.isfinite(float(trainer.callback_metrics.get(f'train/{name}', 0.0))))}"
         )
+
+    @staticmethod
+    def _last_finite(trainer: Trainer) -> str:
+        last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint) and c.last_path is not None), None)
+        if last is None:
+            return "no checkpoint of this run was written before (last_checkpoint writes one at every epoch end)"
+        return f"the run's last checkpoint is {last.last_path} (step {last.last_step}, before the loss turned non-finite)"
