@@ -464,6 +464,36 @@ def test_sigterm_saves_last_and_ckpt_path_last_resumes_to_the_same_weights(unint
     assert all(torch.allclose(resumed_weights[k], weights[k], rtol=1e-5, atol=1e-7) for k in weights)
 
 
+@pytest.mark.slow
+def test_kill_9_loses_only_the_steps_since_the_last_epoch_and_resumes_to_the_same_weights(uninterrupted):
+    """kill -9 (no handler can run) mid-way through the last epoch: last.ckpt holds the end of the
+    epoch before, written atomically, and `--ckpt_path last` ends where the uninterrupted run ended."""
+    tmp, data = uninterrupted
+    (final,) = _last(tmp, "A")
+    steps, weights = _state(final)
+    per_epoch = steps // 3
+    stop = 2 * per_epoch + 1
+    marker = tmp / "reached-kill"
+    waiter = {"class_path": "tests.model.interrupt.WaitForSignalAt", "init_args": {"step": stop, "marker": str(marker)}}
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CGLIGHT_PROGRESS="0")
+    proc = subprocess.Popen([sys.executable, "-m", "cglight.cli", "fit", "--config", _ckpt_config(tmp, data, "K", [waiter])],
+                            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import time
+
+    deadline = time.monotonic() + 600
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    (saved,) = _last(tmp, "K")
+    assert _state(saved)[0] == 2 * per_epoch  # the end of epoch 2: the steps of epoch 3 are lost, nothing else
+    assert not list((tmp / "K").rglob("*.tmp*"))
+    assert main(["fit", "--config", _ckpt_config(tmp, data, "K"), "--ckpt_path", "last"]) == 0
+    resumed = _last(tmp, "K")[-1]
+    assert _state(resumed)[0] == steps
+    assert all(torch.allclose(_state(resumed)[1][k], weights[k], rtol=1e-5, atol=1e-7) for k in weights)
+
+
 def test_ckpt_path_last_without_a_saved_run_fails_before_training(tmp_path, capsys, monkeypatch):
     from tests.data.synthetic import write_synthetic
 
