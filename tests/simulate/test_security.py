@@ -132,7 +132,7 @@ def test_the_summary_names_the_stopped_replicas():
     assert simulate_run.stopped_summary("ala2", state).startswith("every replica of system 'ala2' stopped (4 of 4")
 
 
-class _Killed(Exception):
+class _Killed(BaseException):  # not an Exception: like a kill, nothing in cglight handles it
     pass
 
 
