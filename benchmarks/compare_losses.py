@@ -55,12 +55,16 @@ def run(args: list[str], log: Path) -> float:
 
 
 def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
-    """Reference PMF Hessians at ``frames`` evenly spaced frames of the dataset's first system."""
+    """Reference PMF Hessians at ``frames`` evenly spaced frames of the dataset's first system, and at
+    the first of them the convergence report (step halved, samples doubled), printed and cached."""
     if cache.is_file():
-        return json.loads(cache.read_text())
+        out = json.loads(cache.read_text())
+        if "convergence" not in out:
+            out["convergence"] = pmf_convergence(data, out, samples)
+            cache.write_text(json.dumps(out))
+        print_convergence(out["convergence"])
+        return out
     import h5py
-    import mdtraj as md
-    import openmm as mm
 
     from cglight.data import keys
     from cglight.data.manifest import read_manifest
@@ -68,29 +72,67 @@ def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
 
     manifest = read_manifest(data)
     name, info = next(iter(manifest.systems.items()))
+    if any(len(atoms) != 1 for atoms in info.map["atoms"]):
+        sys.exit(f"pmf_hessian: {data} maps some bead on several atoms; the PMF Hessian here holds one atom per bead fixed "
+                 "(a slice map such as 'backbone' or 'ca')")
+    shard = next(s for s in manifest.shards if s.system == name)
+    with h5py.File(data / shard.path, "r") as f:
+        pos = f[keys.POS][:]
+    picks = np.linspace(0, len(pos) - 1, frames).astype(int)
+    out = {"system": name, "frames": [], "picks": [int(i) for i in picks]}
+    t = time.perf_counter()
+    for i in picks:
+        system, x, mapped, temperature = _reference_frame(data, int(i))
+        est = conditional_pmf_hessian(system, x, mapped, temperature, samples=samples)
+        out["frames"].append({"pos": pos[i].tolist(), "hessian": est.hessian.tolist(), "stderr": est.frobenius_stderr,
+                              "per_block": est.per_block.tolist(), "settings": est.settings, "acceptance": est.acceptance})
+    out["seconds"] = time.perf_counter() - t
+    out["convergence"] = pmf_convergence(data, out, samples)
+    cache.write_text(json.dumps(out))
+    print_convergence(out["convergence"])
+    return out
+
+
+def _reference_frame(data: Path, position: int):
+    """The all-atom system, the AA positions (nm) of dataset frame ``position`` and the mapped atoms."""
+    import h5py
+    import mdtraj as md
+    import openmm as mm
+
+    from cglight.data import keys
+    from cglight.data.manifest import read_manifest
+
+    manifest = read_manifest(data)
+    name, info = next(iter(manifest.systems.items()))
     ref = info.reference
     system = mm.XmlSerializer.deserialize((data / ref["system"]).read_text())
     shard = next(s for s in manifest.shards if s.system == name)
     with h5py.File(data / shard.path, "r") as f:
-        index = f[keys.FRAME_INDEX][:]
-        pos = f[keys.POS][:]
-        replica = f[keys.REPLICA][:] if keys.REPLICA in f else np.zeros(len(index), dtype=int)
+        index = int(f[keys.FRAME_INDEX][position])
+        replica = int(f[keys.REPLICA][position]) if keys.REPLICA in f else 0
     paths = info.trajectories or [ref["trajectory"]]
-    picks = np.linspace(0, len(index) - 1, frames).astype(int)
-    if any(len(atoms) != 1 for atoms in info.map["atoms"]):
-        sys.exit(f"pmf_hessian: {data} maps some bead on several atoms; the PMF Hessian here holds one atom per bead fixed "
-                 "(a slice map such as 'backbone' or 'ca')")
-    mapped = [atoms[0] for atoms in info.map["atoms"]]
-    out = {"system": name, "frames": []}
-    t = time.perf_counter()
-    for i in picks:
-        traj = md.load_frame(str(data / paths[replica[i]]), int(index[i]), top=str(data / ref["topology"]))
-        est = conditional_pmf_hessian(system, traj.xyz[0], mapped, info.temperature, samples=samples)
-        out["frames"].append({"pos": pos[i].tolist(), "hessian": est.hessian.tolist(), "stderr": est.frobenius_stderr,
-                              "per_block": est.per_block.tolist(), "settings": est.settings, "acceptance": est.acceptance})
-    out["seconds"] = time.perf_counter() - t
-    cache.write_text(json.dumps(out))
-    return out
+    traj = md.load_frame(str(data / paths[replica]), index, top=str(data / ref["topology"]))
+    return system, traj.xyz[0], [atoms[0] for atoms in info.map["atoms"]], info.temperature
+
+
+def pmf_convergence(data: Path, reference: dict, samples: int) -> dict:
+    """``convergence_report`` at the first reference configuration: the table and the settings."""
+    from cglight.prepare.pmf_hessian import convergence_report
+
+    system, x, mapped, temperature = _reference_frame(data, reference.get("picks", [0])[0])
+    report = convergence_report(system, x, mapped, temperature, samples=samples)
+    return {"table": report["table"], "settings": report["estimate"].settings, "acceptance": report["estimate"].acceptance}
+
+
+def print_convergence(convergence: dict) -> None:
+    t = convergence["table"]
+    print(f"PMF-Hessian convergence at one configuration ({convergence['settings']['sampler']}, "
+          f"{convergence['settings']['timestep_fs']} fs, {t['base']['samples']} samples; Frobenius norm {t['base']['frobenius_norm']:.0f}, "
+          f"stderr {t['base']['stderr']:.0f}): step halved moves it by {t['half_step']['change']:.0f} "
+          f"({t['half_step']['ratio']:.2f} × the combined noise), samples doubled by {t['more_samples']['change']:.0f} "
+          f"({t['more_samples']['ratio']:.2f} ×); error with the step bias {t['base']['error_with_step_bias']:.0f}; "
+          f"mapped-force variance {t['base']['force_variance']:.0f} / {t['half_step']['force_variance']:.0f} / "
+          f"{t['more_samples']['force_variance']:.0f}", flush=True)
 
 
 def hessian_errors(checkpoint: Path, reference: dict, bead_types: list[int], bonds: list[list[int]]) -> dict[str, float]:

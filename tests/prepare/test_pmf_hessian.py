@@ -75,6 +75,21 @@ def test_default_settings_match_the_closed_form_with_fast_hydrogens():
     assert np.linalg.norm(m @ k @ m.T - exact) > 3 * est.frobenius_stderr  # the covariance correction is resolved
 
 
+def test_convergence_report_halves_the_step_and_doubles_the_samples():
+    from cglight.prepare.pmf_hessian import convergence_report
+
+    system, _ = _gaussian_system()
+    x = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.1, 0.02, 0.0], [0.15, 0.0, 0.01]])
+    report = convergence_report(system, x, [0, 3], T, samples=200, stride_steps=10, equilibration_ps=0.2, seed=2)
+    table, est = report["table"], report["estimate"]
+    assert report["half_step"].settings["timestep_fs"] == 0.5 and report["half_step"].settings["stride_steps"] == 20
+    assert report["more_samples"].samples == 400 and est.samples == 200
+    for row in ("half_step", "more_samples"):
+        assert table[row]["noise"] > 0 and table[row]["ratio"] == pytest.approx(table[row]["change"] / table[row]["noise"])
+    assert est.step_bias == pytest.approx(np.sqrt(max(0.0, table["half_step"]["change"] ** 2 - table["half_step"]["noise"] ** 2)))
+    assert table["base"]["error_with_step_bias"] >= table["base"]["stderr"]
+
+
 def test_constraints_on_mapped_atoms_and_bad_indices_are_refused():
     system, _ = _gaussian_system()
     x = np.zeros((4, 3))
