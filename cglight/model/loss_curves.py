@@ -93,7 +93,8 @@ def loss_curves_figure(rows: list[dict[str, str]], terms: list[str], normalised:
     return fig
 
 
-def plot_loss_curves(metrics_csv: str | Path, out: str | Path, terms: list[str], normalised: Mapping[str, bool] | None = None) -> Path:
+def plot_loss_curves(metrics_csv: str | Path, out: str | Path, terms: list[str],
+                     normalised: Mapping[str, bool] | None = None) -> Path:
     """Draw ``train/<term>``, ``val/<term>`` and ``priors_only/<term>`` from a Lightning CSV log into
     ``out`` (PNG); ``normalised``: term → whether it is normalised (default: all are)."""
     fig = loss_curves_figure(_read(Path(metrics_csv)), terms, normalised)

@@ -72,7 +72,8 @@ def test_priors_only_loss_is_the_force_loss_of_the_priors_alone(tiny_dataset):
         forces = -torch.autograd.grad(prior.sum(), pos)[0]
         errors += float((forces - batch[keys.FORCES].double()).pow(2).mean()) * len(pos)
         frames += len(pos)
-        full += float(model.loss({k: v.double() if v.is_floating_point() else v for k, v in batch.items()}, train=False)[1]["force"]) * len(pos)
+        double = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+        full += float(model.loss(double, train=False)[1]["force"]) * len(pos)
     model.float()
     expected = errors / frames / float(term.scale)
     got = priors_only_losses(model, dm.val_dataloader())
