@@ -220,6 +220,20 @@ TEMPERATURE_TOLERANCE_K = 0.5
 """A simulation this much hotter or colder than the reference is flagged."""
 PLOTS = ("tic1.png", "tic12.png", "phi_psi.png", "geometry.png")
 """The pictures of a system, under ``out/<system>/``."""
+CAPTIONS = {
+    "tic1.png": "Free energy along TIC1 (the reference's slowest mode) on the bins the KL uses, the end bins (grey) "
+                "collecting everything beyond the reference's range, with block-bootstrap bands. Look for the model (red) "
+                "inside the reference's band (black): a missing basin, an extra one, or a barrier of another height is "
+                "what the KL along TIC1 counts.",
+    "tic12.png": "The TIC1/TIC2 plane on the KL's bins, one colour scale for both panels (blank: no frames). Look for a "
+                 "basin in one panel but not the other, and for the basins' relative depths (colours) to match.",
+    "phi_psi.png": "The backbone dihedrals (φ, ψ) computed from the beads, one colour scale for both panels (blank: no "
+                   "frames). Look for the reference's basins in the model, with the same relative depths.",
+    "geometry.png": "Bond lengths and bond angles, reference (black) against model (red), as probability densities. A model "
+                    "curve that is wider, narrower or shifted means the stiff local terms are wrong (priors or network), "
+                    "whatever the slow modes show.",
+}
+"""What each picture shows and what to look for (one caption per picture in ``report.md``)."""
 
 
 def bootstrap_blocks(ref_tic1: list[np.ndarray], mod_tic1: list[np.ndarray], block_frames: int) -> dict:
@@ -316,18 +330,25 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     }
     if r1.shape[1] > 1:
         metrics["kl_tic12"] = interval(lambda a, b: kl_samples(a[:, :2], b[:, :2], edges=e2), ref_tic, mod_tic)
-        plots.free_energy_2d(out / "tic12.png", r1[:, :2], m1[:, :2], energy, ("TIC1", "TIC2"), name)
-    plots.free_energy_1d(out / "tic1.png", r1[:, 0], m1[:, 0], energy, "TIC1", name)
+        plots.free_energy_2d(out / "tic12.png", r1[:, :2], m1[:, :2], energy, ("TIC1 (dimensionless)", "TIC2 (dimensionless)"),
+                             name, edges=e2)
+    blocks = (boot["reference"]["block_frames"], boot["model"]["block_frames"])
+    plots.free_energy_1d(out / "tic1.png", [t[:, 0] for t in ref_tic], [t[:, 0] for t in mod_tic], e1[0], energy,
+                         "TIC1 (dimensionless)", name, blocks, config.bootstrap, config.seed)
     rp, mp = np.concatenate(ref), np.concatenate(mod)
     bonds = np.asarray(info.bonds, dtype=np.int64).reshape(-1, 2)
     triples = chain_angles(info.n_beads, info.bonds)
     panels = []
+
+    def bead(i: int) -> str:
+        return f"{info.bead_names[i]}{i}"
+
     if len(bonds):
         rb, mb = bond_lengths(rp, bonds), bond_lengths(mp, bonds)
-        panels += [(f"bond {info.bead_names[i]}{i}-{info.bead_names[j]}{j} (Å)", rb[:, k], mb[:, k]) for k, (i, j) in enumerate(bonds)]
+        panels += [(f"bond {bead(i)}-{bead(j)}", "Å", rb[:, k], mb[:, k]) for k, (i, j) in enumerate(bonds)]
     if len(triples):
         ra, ma = np.degrees(angles(rp, triples)), np.degrees(angles(mp, triples))
-        panels += [(f"angle {i}-{j}-{k} (deg)", ra[:, a], ma[:, a]) for a, (i, j, k) in enumerate(triples)]
+        panels += [(f"angle {bead(i)}-{bead(j)}-{bead(k)}", "deg", ra[:, a], ma[:, a]) for a, (i, j, k) in enumerate(triples)]
     if panels:
         plots.distributions(out / "geometry.png", panels)
     quads = phi_psi_beads(info.bead_names)
@@ -384,7 +405,7 @@ def _report(metrics: dict, config: EvaluateConfig) -> str:
                          "distribution is not converged and the KL along it is not meaningful.**\n")
         for png in PLOTS:
             if (Path(config.out) / name / png).is_file():
-                lines.append(f"![{png}]({name}/{png})\n")
+                lines.append(f"![{png}]({name}/{png})\n\n*{CAPTIONS[png]}*\n")
     return "\n".join(lines)
 
 

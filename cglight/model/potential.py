@@ -32,7 +32,7 @@ from cglight.energy.autograd_probe import check_autograd_order
 from cglight.energy.backbone import BackboneConfig, backbone_config
 from cglight.energy.core import SystemLike
 from cglight.energy.prior_fit import FitCurve
-from cglight.energy.prior_plot import plot_priors
+from cglight.energy.prior_plot import bead_type_names, plot_priors
 from cglight.energy.priors import PriorsConfig, priors_config
 from cglight.errors import ConfigError
 from cglight.losses.objective import Objective
@@ -91,6 +91,8 @@ class CGPotential(L.LightningModule):
         check_autograd_order(self.core.net, self.objective.autograd_order, f"losses {needy}", backbone.name, backbone.max_z)
         self.prior_curves: list[FitCurve] = []
         """The fitted priors against the data, from :meth:`fit_to_data` in this process (for the plot)."""
+        self.prior_type_names: dict[int, str] = {}
+        """Bead type → the systems' bead names, from :meth:`fit_to_data` (for the plot's titles)."""
 
     # ----------------------------------------------------------------- public API (delegates)
     def energy(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
@@ -154,6 +156,7 @@ class CGPotential(L.LightningModule):
                 pass
         if self.core.needs_fit:
             self.prior_curves = self.core.fit_priors(seen, systems)
+            self.prior_type_names = bead_type_names(systems)
             log.info("priors fitted on %d frames: %s", sum(len(p) for p, _ in seen),
                      {kind: len(term.keys) for kind, term in self.core.priors.items()})
 
@@ -194,7 +197,8 @@ class CGPotential(L.LightningModule):
             return
         folder = Path(logger.log_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        log.info("fitted priors: %s", plot_priors(self.core.priors, self.prior_curves, folder / PRIORS_PNG))
+        path = plot_priors(self.core.priors, self.prior_curves, folder / PRIORS_PNG, self.prior_type_names)
+        log.info("fitted priors: %s", path)
 
     # ----------------------------------------------------------------- training
     def loss(self, batch: Mapping[str, Tensor], train: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
