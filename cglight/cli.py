@@ -237,15 +237,10 @@ def _checkpoint_folders(trainer) -> tuple[str, list[Path]]:
 
 
 def _newest_last(trainer) -> Path:
-    from cglight.errors import ConfigError
+    from cglight.newest_checkpoint import NAME, newest
 
     where, folders = _checkpoint_folders(trainer)
-    found = [f / "last.ckpt" for f in folders if (f / "last.ckpt").is_file()]
-    if not found:
-        raise ConfigError(f"--ckpt_path last: there is no last.ckpt in {where} (no earlier run of this config saved one)")
-    newest = max(found, key=lambda p: (p.stat().st_mtime, str(p)))
-    log.info("--ckpt_path last: %s (the newest last.ckpt in %s)", newest, where)
-    return newest
+    return newest((f / NAME for f in folders), "--ckpt_path last", where, "no earlier run of this config saved one")
 
 
 def _check_ckpt_path(config, command: str, explicit_model: dict) -> None:
