@@ -146,6 +146,7 @@ def _lightning_main(argv: list[str]) -> int | None:
     from cglight.model.loss_curves import LossCurves
     from cglight.model.potential import CGPotential
     from cglight.model.random_state import RandomState
+    from cglight.model.run_summary import RunSummary
     from cglight.model.safeguard import RunawayGuard
     from cglight.model.simulation_check import SimulationValidation
 
@@ -158,6 +159,7 @@ def _lightning_main(argv: list[str]) -> int | None:
             parser.add_lightning_class_args(RunawayGuard, "runaway_guard")
             parser.add_lightning_class_args(SimulationValidation, "simulation_check")
             parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+            parser.add_lightning_class_args(RunSummary, "run_summary")
             parser.link_arguments("data.path", "simulation_check.reference")
 
         def parse_arguments(self, parser, args) -> None:
