@@ -74,11 +74,14 @@ def _setup() -> None:
 
 
 def prepare_main(argv: list[str]) -> None:
+    from cglight.data.manifest import MANIFEST
     from cglight.prepare.config_file import prepare_config, prepare_parser
     from cglight.prepare.pipeline import Part, prepare_dataset
 
     values = prepare_parser(COMMANDS["prepare"][0]).parse_args(argv)
-    prepare_dataset(prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
+    out = prepare_dataset(prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
+    if (out / MANIFEST).is_file():
+        log.info("next: cglight fit --config configs/quickstart.yaml --data.path %s", out)
 
 
 def _dataclass_main(argv: list[str], command: str, config_cls, run) -> None:
