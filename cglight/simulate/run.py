@@ -37,7 +37,7 @@ import torch
 from cglight.data.manifest import read_manifest
 from cglight.energy.core import load_plain
 from cglight.errors import CGLightError, ConfigError
-from cglight.newest_checkpoint import DEFAULT_RUNS, resolve
+from cglight.newest_checkpoint import DEFAULT_RUNS, is_latest, resolve
 from cglight.progress import progress
 from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check, ...: the public helpers, also from here
     BlockJob,
@@ -358,6 +358,7 @@ class FrameRate:
         self.first: tuple[int, float] | None = None
         self.step = -1
         self.value: float | None = None
+        self.per_step = float("nan")
 
     def update(self, completed_step: int, now: float) -> float | None:
         """The rate after the workers have all reached ``completed_step`` (wall clock ``now``, seconds)."""
@@ -368,27 +369,52 @@ class FrameRate:
             step0, t0 = self.first
             if now > t0:
                 self.value = ns_per_day(completed_step - step0, now - t0, self.timestep_fs)
+                self.per_step = (now - t0) / (completed_step - step0)
         return self.value
+
+    def seconds_left(self, total_steps: int) -> float:
+        """Wall time to ``total_steps`` at the rate measured so far."""
+        return max(0, total_steps - self.step) * self.per_step
 
 
 WARMUP_STEPS = (5, 30)
 """Untimed, then timed steps of the estimate printed before a run starts (not saved)."""
 
 
+def slowdown(workers: int, cores: int, load: float | None) -> float:
+    """How many times longer ``workers`` single-threaded processes take than on cores of their own: they share
+    the ``cores`` with each other and with the jobs already running (``load``: the 1-minute load average,
+    which counts this process too)."""
+    others = max(0.0, (load or 0.0) - 1.0)
+    return max(1.0, (workers + others) / cores)
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
+
+
 def estimate(model, job: BlockJob, steps_left: int, workers: int, timestep_fs: float) -> str:
     """One line: the wall time ``steps_left`` steps will take, from a short timed warm-up of ``job``'s block
-    (the largest block, in this process, one thread: what one worker does; workers beyond the cores share them)."""
+    (the largest block, in this process, one thread: what one worker does), slowed down by the workers
+    sharing the cores with each other and with other jobs (:func:`slowdown`)."""
     untimed, timed = WARMUP_STEPS
+    load = _load() if torch.device(job.device).type == "cpu" else None
     per_step = time_steps(model, job, untimed, timed)
-    share = max(1.0, workers / cores()) if torch.device(job.device).type == "cpu" else 1.0
-    seconds = per_step * steps_left * share
-    return (f"estimated wall time: about {duration(seconds)} for {steps_left} steps ({ns_per_day(1, per_step * share, timestep_fs):.3g} "
-            f"ns/day per replica; from {timed} timed warm-up steps of {job.count} replica(s), not saved; the progress bar "
-            "shows the measured rate)")
+    factor = slowdown(workers, cores(), load) if torch.device(job.device).type == "cpu" else 1.0
+    seconds = per_step * steps_left * factor
+    shared = load is not None and factor > max(1.0, workers / cores())
+    busy = f", the cores shared with other jobs (load average {load:.1f} on {cores()} cores)" if shared else ""
+    return (f"estimated wall time: about {duration(seconds)} for {steps_left} steps ({ns_per_day(1, per_step * factor, timestep_fs):.3g} "
+            f"ns/day per replica; from {timed} timed warm-up steps of {job.count} replica(s), not saved{busy}; "
+            "the measured rate follows after the first frames)")
 
 
 def simulate(config: SimulateConfig) -> Path:
     """Run (or continue) the simulation described by ``config``; returns the output directory."""
+    asked = config.checkpoint
     if config.checkpoint:  # latest, latest:DIR: the newest last.ckpt (logged); the run records the file
         config = replace(config, checkpoint=resolve(config.checkpoint))
     config.validate()
@@ -407,10 +433,18 @@ def simulate(config: SimulateConfig) -> Path:
     if restart is not None:
         changed = [k for k in FIXED if restart["config"].get(k) != settings[k]]
         if changed:
-            raise ConfigError(f"simulate: {out} holds a run with different {changed}; keep them or choose another 'out'")
+            newer = ""
+            if "checkpoint" in changed and asked != config.checkpoint:
+                newer = (f" ('{asked}' is {config.checkpoint} now, {out} was simulated with {restart['config'].get('checkpoint')}: "
+                         "give that file to continue it)")
+            raise ConfigError(f"simulate: {out} holds a run with different {changed}{newer}; keep them or choose another 'out'")
     sims, specs, starts = {}, [], []
     # a bad checkpoint fails here, before any file is written
     model = load_energy_model(config.checkpoint, device, config.trusted_backbones)
+    other = [n for n in names if n not in model.systems]
+    if is_latest(asked) and model.systems and other:  # the newest run was of another molecule: not the model meant
+        raise ConfigError(f"simulate: checkpoint {asked} is {config.checkpoint}, a model fitted on {sorted(model.systems)}, "
+                          f"not on {other} of {root}; give the checkpoint of a run on these data (--checkpoint PATH or latest:DIR)")
     fingerprint = model_fingerprint(model)
     if restart is not None and restart["model"]["sha256"] != fingerprint:
         raise ConfigError(f"simulate: {config.checkpoint} is not the model {out} was simulated with (its weights or settings "
@@ -495,6 +529,7 @@ class _Writer:
         self.dt_ps = config.timestep_fs * FS_TO_PS
         self.reached, self.pending = [done] * len(blocks), {}
         self.rate = FrameRate(config.timestep_fs)
+        self.told = False  # whether the measured time left has been logged
         self.bar = progress(None, desc="simulate", unit="frame", initial=done // config.save_every,
                             total=config.steps // config.save_every)
 
@@ -508,12 +543,24 @@ class _Writer:
                 rate = self.rate.update(min(self.reached), time.perf_counter())
                 if rate is not None:
                     self.bar.set_postfix(ns_per_day=f"{rate:.3g}")
+                    self._tell(min(self.reached))
         elif kind == "flush":
             self.pending.setdefault(step, {})[worker] = message[3:]
             if len(self.pending[step]) == len(self.blocks):
                 self._flush(self.pending.pop(step))
         else:
             raise ValueError(f"unknown message {kind!r} from a simulate worker")
+
+    def _tell(self, step: int) -> None:
+        """Once a tenth of the run (at least two frames) is done: the measured rate and the time left, in the log."""
+        total = self.config.steps
+        if self.told or step - self.rate.first[0] < max(2 * self.config.save_every, (total - self.rate.first[0]) // 10):
+            return
+        self.told = True
+        left = self.rate.seconds_left(total)
+        if step < total:
+            log.info("measured over steps %d-%d: %.3g ns/day per replica, about %s left", self.rate.first[0], step,
+                     self.rate.value, duration(left))
 
     def _flush(self, parts: dict[int, tuple]) -> None:
         """Append the frames to the DCDs, then write the restart state atomically, then the summary."""

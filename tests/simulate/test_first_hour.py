@@ -15,7 +15,7 @@ import yaml
 from cglight.cli import main
 from cglight.newest_checkpoint import resolve
 from cglight.simulate import run as simulate_run
-from cglight.simulate.run import FrameRate, SimulateConfig, duration, ns_per_day
+from cglight.simulate.run import FrameRate, SimulateConfig, duration, ns_per_day, slowdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,6 +71,7 @@ def test_the_bar_rate_moves_only_when_a_frame_completes_and_averages_from_the_fi
     assert rate.update(200, 13.0) == first and rate.update(200, 13.9) == first
     # the next frame: the average over the whole run since the first frame (300 steps in 6 s), not the last interval
     assert rate.update(400, 16.0) == pytest.approx(0.6e-3 / 6.0 * 86400)
+    assert rate.seconds_left(1000) == pytest.approx(600 * 6.0 / 300)  # 600 steps at 300 steps per 6 s
 
 
 def test_rate_and_duration_units():
@@ -78,7 +79,7 @@ def test_rate_and_duration_units():
     assert [duration(x) for x in (0.4, 42, 185, 7620)] == ["0.4 s", "42 s", "3 min 05 s", "2 h 07 min"]
 
 
-def test_estimate_comes_from_the_timed_warm_up(monkeypatch):
+def test_estimate_comes_from_the_timed_warm_up_and_the_share_of_the_cores(monkeypatch):
     seen = {}
 
     def timed(model, job, untimed, steps):
@@ -86,15 +87,26 @@ def test_estimate_comes_from_the_timed_warm_up(monkeypatch):
         return 0.02  # s per step
 
     monkeypatch.setattr(simulate_run, "time_steps", timed)
+    monkeypatch.setattr(simulate_run, "cores", lambda: 2)
+    monkeypatch.setattr(simulate_run, "_load", lambda: None)
     job = simulate_run.BlockJob(0, 0, 16, "m.ckpt", "cpu", 1.0, 1.0, 10, 10, 100, [])
     line = simulate_run.estimate(None, job, 9000, 1, 1.0)  # 9000 steps × 0.02 s = 3 min
-    assert line.startswith("estimated wall time: about 3 min 00 s for 9000 steps (4.32 ns/day per replica; from 30 timed")
+    assert line == ("estimated wall time: about 3 min 00 s for 9000 steps (4.32 ns/day per replica; from 30 timed warm-up steps "
+                    "of 16 replica(s), not saved; the measured rate follows after the first frames)")
     assert seen["args"] == (16, *simulate_run.WARMUP_STEPS)
-    monkeypatch.setattr(simulate_run, "cores", lambda: 2)
     assert "about 6 min 00 s" in simulate_run.estimate(None, job, 9000, 4, 1.0)  # 4 workers on 2 cores share them
+    monkeypatch.setattr(simulate_run, "_load", lambda: 4.0)  # this process and 3 other jobs: 2 workers get 2/5 of the cores
+    assert "about 7 min 30 s for 9000 steps (1.73 ns/day per replica; " in simulate_run.estimate(None, job, 9000, 2, 1.0)
+    assert "the cores shared with other jobs (load average 4.0 on 2 cores)" in simulate_run.estimate(None, job, 9000, 2, 1.0)
 
 
-def test_simulate_with_latest_estimates_then_summarises(checkpoint, tiny_dataset, tmp_path, monkeypatch, caplog):
+def test_slowdown_counts_the_workers_and_the_other_jobs():
+    assert slowdown(2, 2, 1.0) == 1.0  # idle machine (the load is this process): a core each
+    assert slowdown(1, 2, None) == 1.0 and slowdown(4, 2, None) == 2.0
+    assert slowdown(2, 2, 4.75) == pytest.approx((2 + 3.75) / 2)
+
+
+def test_simulate_with_latest_estimates_then_summarises(checkpoint, tiny_dataset, tmp_path, monkeypatch, caplog, capsys):
     _, new = _two_runs(tmp_path, checkpoint)
     monkeypatch.chdir(tmp_path)
     args = ["simulate", "--checkpoint", "latest", "--starts", str(tiny_dataset), "--out", "sim", "--replicas", "2",
@@ -114,8 +126,17 @@ def test_simulate_with_latest_estimates_then_summarises(checkpoint, tiny_dataset
     assert lines[done + 2] == f"next: cglight evaluate --reference {tiny_dataset} --simulation sim --out evaluations/sim"
     # the same command again: the newest last.ckpt is the same file, the run is complete
     caplog.clear()
-    assert main(args) == 0
+    with caplog.at_level(logging.INFO, logger="cglight"):
+        assert main(args) == 0
     assert "sim holds 40 steps already" in caplog.text and "next: cglight evaluate" in caplog.text
+    # another fit since: latest names another file, and continuing the run with it is refused, naming both
+    os.utime(tmp_path / "runs/cglight/version_0/checkpoints/last.ckpt", (3_000_000, 3_000_000))
+    capsys.readouterr()
+    assert main([*args[:-6], "--steps", "60", "--save_every", "20", "--flush_every", "20"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "cglight: error: simulate: sim holds a run with different ['checkpoint'] ('latest' is runs/cglight/version_0/checkpoints/"
+        f"last.ckpt now, sim was simulated with {new.relative_to(tmp_path)}: give that file to continue it); keep them or "
+        "choose another 'out'")
 
 
 def test_next_command_uses_the_systems_evaluate_config_when_there_is_one(tmp_path, monkeypatch):
@@ -134,3 +155,20 @@ def test_simulate_configs_are_valid_and_the_short_ones_take_the_latest_checkpoin
     assert config["checkpoint"] == "latest"
     if "production" not in path.name:  # the examples: a few minutes on 2 cores (measured, docs/simulate.md)
         assert config["steps"] * config["replicas"] <= 32 * 10_000
+
+
+def test_latest_refuses_a_model_of_another_molecule(network_checkpoint, tmp_path, monkeypatch, capsys):
+    """configs/quickstart.yaml and configs/ala4.yaml both write runs/cglight: after fitting one, `latest`
+    in the other's simulate config would take a model of the wrong molecule."""
+    from tests.data.synthetic import write_synthetic
+
+    _, new = _two_runs(tmp_path, network_checkpoint)  # fitted on the tiny dataset's 'ala2'
+    data = write_synthetic(tmp_path / "other", {"chain": [8]})
+    monkeypatch.chdir(tmp_path)
+    args = ["--starts", str(data), "--replicas", "2", "--steps", "20", "--save_every", "10", "--masses", "[12, 12, 12, 12, 12]"]
+    assert main(["simulate", "--checkpoint", "latest", "--out", "a", *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "cglight: error: simulate: checkpoint latest is runs/cglight/version_1/checkpoints/last.ckpt, a model fitted on ['ala2'], "
+        f"not on ['chain'] of {data}; give the checkpoint of a run on these data (--checkpoint PATH or latest:DIR)")
+    assert not (tmp_path / "a").exists()
+    assert main(["simulate", "--checkpoint", str(new), "--out", "b", *args]) == 0  # named, the model is taken as it is
