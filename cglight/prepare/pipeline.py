@@ -449,12 +449,14 @@ def summary(out: Path) -> list[str]:
     lines = []
     for name, info in manifest.systems.items():
         shards = [s for s in manifest.shards if s.system == name]
-        hessians = {"full": "full projected Hessians", "probes": "projected Hessian-vector probes"}.get(info.hessian, "no Hessians")
+        hessians = {"full": "full projected Hessians", "probes": "projected Hessian-vector probes"}.get(info.hessian,
+                                                                                                        "no Hessians")
         reference = f"; all-atom reference in {out / name / 'reference'}" if info.reference else ""
         lines.append(f"dataset {out}, system '{name}': {manifest.frames(name)} frames of {len(info.bead_names)} beads "
                      f"({' '.join(info.bead_names)}) at {info.temperature:g} K, mapped forces and {hessians}, in {len(shards)} "
                      f"shards {out / name}/shard-*.h5{reference}")
-    lines.append(f"manifest {out / MANIFEST} (units, bead types, CG bonds, the map); `cglight data info {out}` shows it as a table")
+    lines.append(f"manifest {out / MANIFEST} (units, bead types, CG bonds, the map); "
+                 f"`cglight data info {out}` shows it as a table")
     return lines
 
 

@@ -315,12 +315,14 @@ def summary(sims: dict, out: Path, config: SimulateConfig, steps: int, seconds: 
     took = ""
     if seconds is not None and seconds > 0 and steps > started:
         resumed = f", steps {started}-{steps}" if started else ""
-        took = f" in {duration(seconds)}{resumed} ({ns_per_day(steps - started, seconds, config.timestep_fs):.3g} ns/day per replica)"
+        rate = ns_per_day(steps - started, seconds, config.timestep_fs)
+        took = f" in {duration(seconds)}{resumed} ({rate:.3g} ns/day per replica)"
     lines = [f"simulated {per_replica_ps:g} ps per replica ({steps} steps of {config.timestep_fs:g} fs){took}; {alive}"]
-    frames = ", ".join(f"{n}: {max(s['frames'])} frames" for n, s in sims.items())
     every = config.save_every * config.timestep_fs * FS_TO_PS
-    lines.append(f"wrote {out}/<system>/replica-NNN.dcd ({frames} per replica, one every {every:g} ps)"
-                 f" with <system>/topology.pdb, {out}/simulation.json and {out}/{RESTART} (rerun with more steps to continue)")
+    last = f"{config.replicas - 1:03d}"
+    files = "; ".join(f"{out / n}/replica-000.dcd … replica-{last}.dcd ({'up to ' if s['state'].failures else ''}{max(s['frames'])} "
+                      f"frames each, one every {every:g} ps) and topology.pdb" for n, s in sims.items())
+    lines.append(f"wrote {files}; {out / 'simulation.json'} and {out / RESTART} (rerun with more steps to continue)")
     lines.append(f"next: {evaluate_command(config.starts, out, list(sims))}")
     return lines
 
@@ -407,9 +409,9 @@ def estimate(model, job: BlockJob, steps_left: int, workers: int, timestep_fs: f
     seconds = per_step * steps_left * factor
     shared = load is not None and factor > max(1.0, workers / cores())
     busy = f", the cores shared with other jobs (load average {load:.1f} on {cores()} cores)" if shared else ""
-    return (f"estimated wall time: about {duration(seconds)} for {steps_left} steps ({ns_per_day(1, per_step * factor, timestep_fs):.3g} "
-            f"ns/day per replica; from {timed} timed warm-up steps of {job.count} replica(s), not saved{busy}; "
-            "the measured rate follows after the first frames)")
+    rate = ns_per_day(1, per_step * factor, timestep_fs)
+    return (f"estimated wall time: about {duration(seconds)} for {steps_left} steps ({rate:.3g} ns/day per replica; from {timed} "
+            f"timed warm-up steps of {job.count} replica(s), not saved{busy}; the measured rate follows after the first frames)")
 
 
 def simulate(config: SimulateConfig) -> Path:
@@ -435,7 +437,8 @@ def simulate(config: SimulateConfig) -> Path:
         if changed:
             newer = ""
             if "checkpoint" in changed and asked != config.checkpoint:
-                newer = (f" ('{asked}' is {config.checkpoint} now, {out} was simulated with {restart['config'].get('checkpoint')}: "
+                before = restart["config"].get("checkpoint")
+                newer = (f" ('{asked}' is {config.checkpoint} now, {out} was simulated with {before}: "
                          "give that file to continue it)")
             raise ConfigError(f"simulate: {out} holds a run with different {changed}{newer}; keep them or choose another 'out'")
     sims, specs, starts = {}, [], []
@@ -444,7 +447,8 @@ def simulate(config: SimulateConfig) -> Path:
     other = [n for n in names if n not in model.systems]
     if is_latest(asked) and model.systems and other:  # the newest run was of another molecule: not the model meant
         raise ConfigError(f"simulate: checkpoint {asked} is {config.checkpoint}, a model fitted on {sorted(model.systems)}, "
-                          f"not on {other} of {root}; give the checkpoint of a run on these data (--checkpoint PATH or latest:DIR)")
+                          f"not on {other} of {root}; give the checkpoint of a run on these data "
+                          "(--checkpoint PATH or latest:DIR)")
     fingerprint = model_fingerprint(model)
     if restart is not None and restart["model"]["sha256"] != fingerprint:
         raise ConfigError(f"simulate: {config.checkpoint} is not the model {out} was simulated with (its weights or settings "

@@ -18,8 +18,9 @@ def test_evaluate_ends_with_the_headline_where_it_wrote_and_the_next_step(tiny_d
     lines = [r.getMessage() for r in caplog.records][-3:]
     m = json.loads((out / "metrics.json").read_text())["systems"]["ala2"]["kl_tic1"]  # what was written, read back
     f = m["floor"]
-    assert lines[0] == (f"ala2: KL(ref‖model) along TIC1, nats: {m['plugin']:.3f} [{m['plugin_low']:.3f}, {m['plugin_high']:.3f}] "
-                        f"(plug-in, 95% interval); a perfect model sampled as much scores {f['median']:.3f} [{f['low']:.3f}, "
+    assert lines[0] == (f"ala2: KL(ref‖model) along TIC1, nats: {m['plugin']:.3f} [{m['plugin_low']:.3f}, "
+                        f"{m['plugin_high']:.3f}] (plug-in, 95% interval); a perfect model sampled as much scores "
+                        f"{f['median']:.3f} [{f['low']:.3f}, "
                         f"{f['high']:.3f}] (finite-sample floor, 5 subsamples); bias-corrected {m['value']:.3f}")
     pngs = sorted(p.name for p in (out / "ala2").glob("*.png"))
     assert pngs == sorted(["tic1.png", "tic12.png", "phi_psi.png", "geometry.png"])

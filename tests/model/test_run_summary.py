@@ -45,7 +45,8 @@ def test_fit_ends_with_checkpoints_losses_and_the_next_command(tmp_path, monkeyp
     assert end + 3 == len(lines) - 1  # the last words of the command
     # the normalisation, with units: the values the checkpoint stores
     state = torch.load(last, weights_only=True, map_location="cpu")["state_dict"]
-    scales = {name: float(v) for name in ("force", "hvp_cov") for k, v in state.items() if re.fullmatch(rf".*terms\.{name}\.scale", k)}
+    scales = {name: float(v) for name in ("force", "hvp_cov")
+              for k, v in state.items() if re.fullmatch(rf".*terms\.{name}\.scale", k)}
     line = next(m for m in lines if m.startswith("loss normalisation"))
     assert line.endswith(f": force: {scales['force']:.4g} (kcal/mol/Å)², hvp_cov: {scales['hvp_cov']:.4g} (kcal/mol/Å²)²")
 
@@ -56,9 +57,9 @@ def test_summary_points_at_checkpoint_latest_for_a_run_under_runs(tmp_path, monk
     (tmp_path / "configs" / "simulate" / "ala2.yaml").write_text("checkpoint: latest\n")
     last = Path("runs/cglight/version_3/checkpoints/last.ckpt")
     lines = fit_summary(last, "", None, "runs/cglight/version_3", None, "data/ala2", ["ala2"])  # no such run directory here
-    assert lines[-1] == ("next: cglight simulate --config configs/simulate/ala2.yaml --checkpoint runs/cglight/version_3/checkpoints/"
-                         "last.ckpt --starts data/ala2 (or `checkpoint: latest`, as configs/simulate/*.yaml have it: the newest "
-                         "last.ckpt, this one)")
+    assert lines[-1] == ("next: cglight simulate --config configs/simulate/ala2.yaml --checkpoint "
+                         "runs/cglight/version_3/checkpoints/last.ckpt --starts data/ala2 (or `checkpoint: latest`, "
+                         "as configs/simulate/*.yaml have it: the newest last.ckpt, this one)")
     elsewhere = fit_summary(Path("other/cglight/version_0/checkpoints/last.ckpt"), "", None, None, None, "d", ["a", "b"])
     assert elsewhere == ["checkpoints: other/cglight/version_0/checkpoints/last.ckpt (the last step)",
                          "next: cglight simulate --checkpoint other/cglight/version_0/checkpoints/last.ckpt --starts d "

@@ -121,8 +121,9 @@ def test_simulate_with_latest_estimates_then_summarises(checkpoint, tiny_dataset
     done = next(i for i, line in enumerate(lines) if line.startswith("simulated 0.04 ps per replica (40 steps of 1 fs) in "))
     assert picked < estimated < done
     assert lines[done].endswith(" ns/day per replica); ala2: 2 of 2 replicas ran to the end")
-    assert lines[done + 1] == ("wrote sim/<system>/replica-NNN.dcd (ala2: 2 frames per replica, one every 0.02 ps) with "
-                               "<system>/topology.pdb, sim/simulation.json and sim/restart.pt (rerun with more steps to continue)")
+    assert lines[done + 1] == ("wrote sim/ala2/replica-000.dcd … replica-001.dcd (2 frames each, one every 0.02 ps) and "
+                               "topology.pdb; sim/simulation.json and sim/restart.pt (rerun with more steps to continue)")
+    assert sorted(p.name for p in (tmp_path / "sim" / "ala2").iterdir()) == ["replica-000.dcd", "replica-001.dcd", "topology.pdb"]
     assert lines[done + 2] == f"next: cglight evaluate --reference {tiny_dataset} --simulation sim --out evaluations/sim"
     # the same command again: the newest last.ckpt is the same file, the run is complete
     caplog.clear()
@@ -168,7 +169,8 @@ def test_latest_refuses_a_model_of_another_molecule(network_checkpoint, tmp_path
     args = ["--starts", str(data), "--replicas", "2", "--steps", "20", "--save_every", "10", "--masses", "[12, 12, 12, 12, 12]"]
     assert main(["simulate", "--checkpoint", "latest", "--out", "a", *args]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "cglight: error: simulate: checkpoint latest is runs/cglight/version_1/checkpoints/last.ckpt, a model fitted on ['ala2'], "
-        f"not on ['chain'] of {data}; give the checkpoint of a run on these data (--checkpoint PATH or latest:DIR)")
+        "cglight: error: simulate: checkpoint latest is runs/cglight/version_1/checkpoints/last.ckpt, "
+        f"a model fitted on ['ala2'], not on ['chain'] of {data}; give the checkpoint of a run on these data "
+        "(--checkpoint PATH or latest:DIR)")
     assert not (tmp_path / "a").exists()
     assert main(["simulate", "--checkpoint", str(new), "--out", "b", *args]) == 0  # named, the model is taken as it is
