@@ -320,8 +320,8 @@ def summary(sims: dict, out: Path, config: SimulateConfig, steps: int, seconds: 
     lines = [f"simulated {per_replica_ps:g} ps per replica ({steps} steps of {config.timestep_fs:g} fs){took}; {alive}"]
     every = config.save_every * config.timestep_fs * FS_TO_PS
     last = f"{config.replicas - 1:03d}"
-    files = "; ".join(f"{out / n}/replica-000.dcd … replica-{last}.dcd ({'up to ' if s['state'].failures else ''}{max(s['frames'])} "
-                      f"frames each, one every {every:g} ps) and topology.pdb" for n, s in sims.items())
+    files = "; ".join(f"{out / n}/replica-000.dcd … replica-{last}.dcd ({'up to ' if s['state'].failures else ''}"
+                      f"{max(s['frames'])} frames each, one every {every:g} ps) and topology.pdb" for n, s in sims.items())
     lines.append(f"wrote {files}; {out / 'simulation.json'} and {out / RESTART} (rerun with more steps to continue)")
     lines.append(f"next: {evaluate_command(config.starts, out, list(sims))}")
     return lines
