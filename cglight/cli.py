@@ -74,11 +74,14 @@ def _setup() -> None:
 
 
 def prepare_main(argv: list[str]) -> None:
+    from cglight.data.manifest import MANIFEST
     from cglight.prepare.config_file import prepare_config, prepare_parser
     from cglight.prepare.pipeline import Part, prepare_dataset
 
     values = prepare_parser(COMMANDS["prepare"][0]).parse_args(argv)
-    prepare_dataset(prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
+    out = prepare_dataset(prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
+    if (out / MANIFEST).is_file():
+        log.info("next: cglight fit --config configs/quickstart.yaml --data.path %s", out)
 
 
 def _dataclass_main(argv: list[str], command: str, config_cls, run) -> None:
@@ -146,6 +149,7 @@ def _lightning_main(argv: list[str]) -> int | None:
     from cglight.model.loss_curves import LossCurves
     from cglight.model.potential import CGPotential
     from cglight.model.random_state import RandomState
+    from cglight.model.run_summary import RunSummary
     from cglight.model.safeguard import RunawayGuard
     from cglight.model.simulation_check import SimulationValidation
 
@@ -158,6 +162,7 @@ def _lightning_main(argv: list[str]) -> int | None:
             parser.add_lightning_class_args(RunawayGuard, "runaway_guard")
             parser.add_lightning_class_args(SimulationValidation, "simulation_check")
             parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+            parser.add_lightning_class_args(RunSummary, "run_summary")
             parser.link_arguments("data.path", "simulation_check.reference")
 
         def parse_arguments(self, parser, args) -> None:
@@ -237,15 +242,10 @@ def _checkpoint_folders(trainer) -> tuple[str, list[Path]]:
 
 
 def _newest_last(trainer) -> Path:
-    from cglight.errors import ConfigError
+    from cglight.newest_checkpoint import NAME, newest
 
     where, folders = _checkpoint_folders(trainer)
-    found = [f / "last.ckpt" for f in folders if (f / "last.ckpt").is_file()]
-    if not found:
-        raise ConfigError(f"--ckpt_path last: there is no last.ckpt in {where} (no earlier run of this config saved one)")
-    newest = max(found, key=lambda p: (p.stat().st_mtime, str(p)))
-    log.info("--ckpt_path last: %s (the newest last.ckpt in %s)", newest, where)
-    return newest
+    return newest((f / NAME for f in folders), "--ckpt_path last", where, "no earlier run of this config saved one")
 
 
 def _check_ckpt_path(config, command: str, explicit_model: dict) -> None:

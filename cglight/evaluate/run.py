@@ -479,10 +479,15 @@ def evaluate(config: EvaluateConfig) -> Path:
                                  "by temperature too.")
         for warning in m["warnings"]:
             log.warning("%s: %s", name, warning)
-        log.info("%s: KL(ref‖model) along TIC1 %s", name, headline(metrics["systems"][name]["kl_tic1"], config.level))
     out.mkdir(parents=True, exist_ok=True)
     for fname, text in (("metrics.json", json.dumps(metrics, indent=2) + "\n"), ("report.md", _report(metrics, config))):
         tmp = out / (fname + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, out / fname)
+    for name in names:  # the summary: the headline of every system, what was written where, what to read next
+        log.info("%s: KL(ref‖model) along TIC1, nats: %s", name, headline(metrics["systems"][name]["kl_tic1"], config.level))
+    pictures = "; ".join(f"{out / n}/{{{', '.join(p for p in PLOTS if (out / n / p).is_file())}}}" for n in names)
+    log.info("wrote %s and %s (every divergence with its interval and floor, warnings), pictures %s",
+             out / "metrics.json", out / "report.md", pictures)
+    log.info("next: open %s", out / "report.md")
     return out

@@ -134,7 +134,8 @@ class Objective(nn.Module):
                 raise ConfigError(f"loss '{name}': target second moment is {scale} on the training data; cannot normalise")
             term.scale.fill_(scale)
             scales[name] = scale
-        log.info("loss normalisation (target second moments over %d frames): %s", frames, {k: f"{v:.4g}" for k, v in scales.items()})
+        log.info("loss normalisation (target second moments over %d frames): %s", frames, ", ".join(
+            f"{k}: {v:.4g} (kcal/mol/Å{'²' if self.terms[_key(k)].needs_hvp else ''})²" for k, v in scales.items()))
         return scales
 
     def _when(self) -> str:

@@ -435,7 +435,29 @@ def prepare_dataset(config: PrepareConfig, out: str | os.PathLike, overwrite: bo
         raise ConfigError(f"--out {out} is a file; give a directory")
     with prepare_lock(out):
         _prepare_locked(config, out, part, overwrite)
+    if (out / MANIFEST).is_file():
+        for line in summary(out):
+            log.info("%s", line)
     return out
+
+
+def summary(out: Path) -> list[str]:
+    """What the dataset at ``out`` holds and where: one line per system, then the manifest."""
+    from cglight.data.manifest import read_manifest
+
+    manifest = read_manifest(out)
+    lines = []
+    for name, info in manifest.systems.items():
+        shards = [s for s in manifest.shards if s.system == name]
+        hessians = {"full": "full projected Hessians", "probes": "projected Hessian-vector probes"}.get(info.hessian,
+                                                                                                        "no Hessians")
+        reference = f"; all-atom reference in {out / name / 'reference'}" if info.reference else ""
+        lines.append(f"dataset {out}, system '{name}': {manifest.frames(name)} frames of {len(info.bead_names)} beads "
+                     f"({' '.join(info.bead_names)}) at {info.temperature:g} K, mapped forces and {hessians}, in {len(shards)} "
+                     f"shards {out / name}/shard-*.h5{reference}")
+    lines.append(f"manifest {out / MANIFEST} (units, bead types, CG bonds, the map); "
+                 f"`cglight data info {out}` shows it as a table")
+    return lines
 
 
 def _prepare_locked(config: PrepareConfig, out: Path, part: Part, overwrite: bool) -> None:

@@ -179,12 +179,8 @@ class BlockJob:
     """The :func:`model_fingerprint` the parent loaded; the worker refuses a checkpoint changed since ("": no check)."""
 
 
-def integrate_block(job: BlockJob, emit: Callable[[tuple], None]) -> None:
-    """Integrate the block up to ``job.steps``, emitting ticks, frames and states (module doc)."""
-    model = load_energy_model(job.checkpoint, job.device, job.trusted_backbones)
-    if job.model_sha256 and model_fingerprint(model) != job.model_sha256:
-        raise ConfigError(f"simulate: {job.checkpoint} changed while the run was starting (another model at that path); "
-                          "rerun the command")
+def _integrators(model, job: BlockJob) -> tuple[list[LangevinIntegrator], list[LangevinState], Callable]:
+    """The block's integrators and states (from its starts or its saved states), and its group force function."""
     integs, states, types = [], [], []
     for k, spec in enumerate(job.systems):
         types.append(torch.tensor(spec.bead_types, device=job.device))
@@ -197,7 +193,31 @@ def integrate_block(job: BlockJob, emit: Callable[[tuple], None]) -> None:
         else:
             states.append(state_tensors(job.states[k], job.device))
         integs.append(integ)
-    forces = group_force_function(model, types, [s.bonds for s in job.systems], job.max_beads_per_call)
+    return integs, states, group_force_function(model, types, [s.bonds for s in job.systems], job.max_beads_per_call)
+
+
+def time_steps(model, job: BlockJob, untimed: int, timed: int) -> float:
+    """Seconds per step of ``job``'s block, integrated as :func:`integrate_block` does it, measured over
+    ``timed`` steps after ``untimed`` ones (the first calls pay one-off costs); nothing is kept or saved."""
+    import time
+
+    integs, states, forces = _integrators(model, job)
+    sync = torch.cuda.synchronize if torch.device(job.device).type == "cuda" else (lambda: None)
+    run_together(integs, states, untimed, forces)
+    sync()
+    t0 = time.perf_counter()
+    run_together(integs, states, timed, forces)
+    sync()
+    return (time.perf_counter() - t0) / timed
+
+
+def integrate_block(job: BlockJob, emit: Callable[[tuple], None]) -> None:
+    """Integrate the block up to ``job.steps``, emitting ticks, frames and states (module doc)."""
+    model = load_energy_model(job.checkpoint, job.device, job.trusted_backbones)
+    if job.model_sha256 and model_fingerprint(model) != job.model_sha256:
+        raise ConfigError(f"simulate: {job.checkpoint} changed while the run was starting (another model at that path); "
+                          "rerun the command")
+    integs, states, forces = _integrators(model, job)
     step, buffer = states[0].step, []
     while step < job.steps:
         n = min(job.save_every, job.steps - step)

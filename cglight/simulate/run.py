@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ import torch
 from cglight.data.manifest import read_manifest
 from cglight.energy.core import load_plain
 from cglight.errors import CGLightError, ConfigError
+from cglight.newest_checkpoint import DEFAULT_RUNS, is_latest, resolve
 from cglight.progress import progress
 from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check, ...: the public helpers, also from here
     BlockJob,
@@ -49,11 +50,13 @@ from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check,
     model_fingerprint,
     state_arrays,
     state_tensors,
+    time_steps,
 )
 from cglight.simulate.langevin import LangevinState, check_settings
 from cglight.simulate.masses import bead_masses
 from cglight.simulate.trajectory import append_frames, cg_topology, dcd_frames, trim_dcd, write_topology_pdb
-from cglight.simulate.workers import run_jobs, split, worker_count
+from cglight.simulate.workers import cores, run_jobs, split, worker_count
+from cglight.units import FS_TO_PS
 
 log = logging.getLogger(__name__)
 RESTART = "restart.pt"
@@ -79,7 +82,8 @@ class SimulateConfig:
     """Every key of ``cglight simulate``; each is also a command-line option."""
 
     checkpoint: str = ""
-    """A trained model: the ``.ckpt`` written by ``cglight fit``."""
+    """A trained model: the ``.ckpt`` written by ``cglight fit``; ``latest``: the newest ``last.ckpt`` at any
+    depth under ``runs/cglight`` (where ``cglight fit`` writes by default); ``latest:DIR``: the newest under ``DIR``."""
     starts: str = ""
     """A dataset directory; starting structures are drawn from its frames."""
     out: str = "simulations/run"
@@ -124,7 +128,8 @@ class SimulateConfig:
 
     def validate(self) -> None:
         if not self.checkpoint:
-            raise ConfigError("simulate: 'checkpoint' is required (a .ckpt written by cglight fit)")
+            raise ConfigError(f"simulate: 'checkpoint' is required (a .ckpt written by cglight fit, or 'latest': the newest "
+                              f"last.ckpt under {DEFAULT_RUNS})")
         if not Path(self.checkpoint).is_file():
             raise ConfigError(f"simulate: checkpoint {self.checkpoint} does not exist")
         if not self.starts:
@@ -285,8 +290,10 @@ def stopped_summary(name: str, state: LangevinState) -> str:
     return f"{len(stopped)} of {total} replicas of system '{name}' stopped: {detail}"
 
 
-def _report(sims: dict, out: Path, config: SimulateConfig, steps: int) -> None:
-    """Warn of stopped replicas; fail when every replica of a system stopped (after every file is written)."""
+def _report(sims: dict, out: Path, config: SimulateConfig, steps: int, seconds: float | None = None, started: int = 0) -> None:
+    """Warn of stopped replicas; fail when every replica of a system stopped (after every file is written);
+    else the summary: what was simulated, how fast (``seconds`` of wall time for this command's steps), where it
+    went, and the command that evaluates it (``started``: the step this command started from)."""
     dead = [stopped_summary(n, s["state"]) for n, s in sims.items() if not bool(s["state"].alive.any())]
     if dead:
         raise SimulationStoppedError(
@@ -296,12 +303,122 @@ def _report(sims: dict, out: Path, config: SimulateConfig, steps: int) -> None:
     partly = [n for n, s in sims.items() if s["state"].failures]
     for name in partly:
         log.warning("%s (simulation.json lists every one)", stopped_summary(name, sims[name]["state"]))
-    note = f" (stopped replicas in {', '.join(partly)}, see above)" if partly else ""
-    log.info("simulated %s for %d steps into %s%s", ", ".join(sims), steps, out, note)
+    for line in summary(sims, out, config, steps, seconds, started):
+        log.info("%s", line)
+
+
+def summary(sims: dict, out: Path, config: SimulateConfig, steps: int, seconds: float | None, started: int = 0) -> list[str]:
+    """The closing lines of ``cglight simulate``: what, how fast (``steps - started`` steps in ``seconds``), where,
+    and the next command."""
+    alive = ", ".join(f"{n}: {int(s['state'].alive.sum())} of {config.replicas} replicas ran to the end" for n, s in sims.items())
+    per_replica_ps = steps * config.timestep_fs * FS_TO_PS
+    took = ""
+    if seconds is not None and seconds > 0 and steps > started:
+        resumed = f", steps {started}-{steps}" if started else ""
+        rate = ns_per_day(steps - started, seconds, config.timestep_fs)
+        took = f" in {duration(seconds)}{resumed} ({rate:.3g} ns/day per replica)"
+    lines = [f"simulated {per_replica_ps:g} ps per replica ({steps} steps of {config.timestep_fs:g} fs){took}; {alive}"]
+    every = config.save_every * config.timestep_fs * FS_TO_PS
+    last = f"{config.replicas - 1:03d}"
+    files = "; ".join(f"{out / n}/replica-000.dcd … replica-{last}.dcd ({'up to ' if s['state'].failures else ''}"
+                      f"{max(s['frames'])} frames each, one every {every:g} ps) and topology.pdb" for n, s in sims.items())
+    lines.append(f"wrote {files}; {out / 'simulation.json'} and {out / RESTART} (rerun with more steps to continue)")
+    lines.append(f"next: {evaluate_command(config.starts, out, list(sims))}")
+    return lines
+
+
+def evaluate_command(starts: str, out: Path, names: list[str]) -> str:
+    """The ``cglight evaluate`` command for the simulation in ``out`` (with the system's config when there is one here)."""
+    config = Path("configs") / "evaluate" / f"{names[0]}.yaml"
+    if len(names) == 1 and config.is_file():
+        return f"cglight evaluate --config {config} --reference {starts} --simulation {out}"
+    return f"cglight evaluate --reference {starts} --simulation {out} --out evaluations/{out.name}"
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` for a person: ``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def ns_per_day(steps: float, seconds: float, timestep_fs: float) -> float:
+    """Simulated nanoseconds per day of wall time of one replica that made ``steps`` steps in ``seconds``."""
+    return steps * timestep_fs * FS_TO_PS * 1e-3 / seconds * 86400
+
+
+class FrameRate:
+    """The rate the progress bar shows: ns/day per replica from COMPLETED frames (every worker has reached
+    them) and the wall time since the first of them (after the workers' start-up), so it changes only when
+    a frame completes, and then smoothly (the average over the whole run so far)."""
+
+    def __init__(self, timestep_fs: float) -> None:
+        self.timestep_fs = timestep_fs
+        self.first: tuple[int, float] | None = None
+        self.step = -1
+        self.value: float | None = None
+        self.per_step = float("nan")
+
+    def update(self, completed_step: int, now: float) -> float | None:
+        """The rate after the workers have all reached ``completed_step`` (wall clock ``now``, seconds)."""
+        if self.first is None:
+            self.first, self.step = (completed_step, now), completed_step
+        elif completed_step > self.step:
+            self.step = completed_step
+            step0, t0 = self.first
+            if now > t0:
+                self.value = ns_per_day(completed_step - step0, now - t0, self.timestep_fs)
+                self.per_step = (now - t0) / (completed_step - step0)
+        return self.value
+
+    def seconds_left(self, total_steps: int) -> float:
+        """Wall time to ``total_steps`` at the rate measured so far."""
+        return max(0, total_steps - self.step) * self.per_step
+
+
+WARMUP_STEPS = (5, 30)
+"""Untimed, then timed steps of the estimate printed before a run starts (not saved)."""
+
+
+def slowdown(workers: int, cores: int, load: float | None) -> float:
+    """How many times longer ``workers`` single-threaded processes take than on cores of their own: they share
+    the ``cores`` with each other and with the jobs already running (``load``: the 1-minute load average,
+    which counts this process too)."""
+    others = max(0.0, (load or 0.0) - 1.0)
+    return max(1.0, (workers + others) / cores)
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
+
+
+def estimate(model, job: BlockJob, steps_left: int, workers: int, timestep_fs: float) -> str:
+    """One line: the wall time ``steps_left`` steps will take, from a short timed warm-up of ``job``'s block
+    (the largest block, in this process, one thread: what one worker does), slowed down by the workers
+    sharing the cores with each other and with other jobs (:func:`slowdown`)."""
+    untimed, timed = WARMUP_STEPS
+    load = _load() if torch.device(job.device).type == "cpu" else None
+    per_step = time_steps(model, job, untimed, timed)
+    factor = slowdown(workers, cores(), load) if torch.device(job.device).type == "cpu" else 1.0
+    seconds = per_step * steps_left * factor
+    shared = load is not None and factor > max(1.0, workers / cores())
+    busy = f", the cores shared with other jobs (load average {load:.1f} on {cores()} cores)" if shared else ""
+    rate = ns_per_day(1, per_step * factor, timestep_fs)
+    return (f"estimated wall time: about {duration(seconds)} for {steps_left} steps ({rate:.3g} ns/day per replica; from {timed} "
+            f"timed warm-up steps of {job.count} replica(s), not saved{busy}; the measured rate follows after the first frames)")
 
 
 def simulate(config: SimulateConfig) -> Path:
     """Run (or continue) the simulation described by ``config``; returns the output directory."""
+    asked = config.checkpoint
+    if config.checkpoint:  # latest, latest:DIR: the newest last.ckpt (logged); the run records the file
+        config = replace(config, checkpoint=resolve(config.checkpoint))
     config.validate()
     root, out = Path(config.starts), Path(config.out)
     manifest = read_manifest(root)
@@ -318,10 +435,20 @@ def simulate(config: SimulateConfig) -> Path:
     if restart is not None:
         changed = [k for k in FIXED if restart["config"].get(k) != settings[k]]
         if changed:
-            raise ConfigError(f"simulate: {out} holds a run with different {changed}; keep them or choose another 'out'")
+            newer = ""
+            if "checkpoint" in changed and asked != config.checkpoint:
+                before = restart["config"].get("checkpoint")
+                newer = (f" ('{asked}' is {config.checkpoint} now, {out} was simulated with {before}: "
+                         "give that file to continue it)")
+            raise ConfigError(f"simulate: {out} holds a run with different {changed}{newer}; keep them or choose another 'out'")
     sims, specs, starts = {}, [], []
     # a bad checkpoint fails here, before any file is written
     model = load_energy_model(config.checkpoint, device, config.trusted_backbones)
+    other = [n for n in names if n not in model.systems]
+    if is_latest(asked) and model.systems and other:  # the newest run was of another molecule: not the model meant
+        raise ConfigError(f"simulate: checkpoint {asked} is {config.checkpoint}, a model fitted on {sorted(model.systems)}, "
+                          f"not on {other} of {root}; give the checkpoint of a run on these data "
+                          "(--checkpoint PATH or latest:DIR)")
     fingerprint = model_fingerprint(model)
     if restart is not None and restart["model"]["sha256"] != fingerprint:
         raise ConfigError(f"simulate: {config.checkpoint} is not the model {out} was simulated with (its weights or settings "
@@ -341,7 +468,6 @@ def simulate(config: SimulateConfig) -> Path:
         types = torch.tensor(info.bead_types, device=device)
         force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(device))
         starts.append(start)
-    del model  # every worker loads its own
     if restart is None:
         _start_afresh(out, leftovers, settings)
     for name, start, spec in zip(names, starts, specs, strict=True):
@@ -366,6 +492,11 @@ def simulate(config: SimulateConfig) -> Path:
         _report(sims, out, config, done)
         return out
     blocks = split(config.replicas, workers)
+    warmup = BlockJob(0, 0, len(blocks[0]), config.checkpoint, device, config.timestep_fs, config.friction_per_ps,
+                      config.save_every, config.flush_every, config.steps, specs, beads_per_call(config),
+                      starts=[x[:len(blocks[0])] for x in starts])
+    timing = estimate(model, warmup, config.steps - done, workers, config.timestep_fs)
+    del model  # every worker loads its own
     jobs = [
         BlockJob(w, b.start, len(b), config.checkpoint, device, config.timestep_fs, config.friction_per_ps,
                  config.save_every, config.flush_every, config.steps, specs, beads_per_call(config),
@@ -379,12 +510,14 @@ def simulate(config: SimulateConfig) -> Path:
                  workers, ", ".join(f"{b.start}-{b.stop - 1}" for b in blocks))
     else:
         log.info("simulating %d replicas of %d systems in one process on %s", config.replicas, len(sims), device)
+    log.info("%s", timing)
     writer = _Writer(out, sims, settings, config, blocks, done, fingerprint)
+    t0 = time.perf_counter()
     try:
         run_jobs(integrate_block, jobs, writer)
     finally:
         writer.bar.close()
-    _report(sims, out, config, config.steps)
+    _report(sims, out, config, config.steps, time.perf_counter() - t0, done)
     return out
 
 
@@ -397,9 +530,10 @@ class _Writer:
                  fingerprint: str) -> None:
         self.out, self.sims, self.settings, self.config, self.blocks = out, sims, settings, config, blocks
         self.fingerprint = fingerprint
-        self.dt_ps = config.timestep_fs * 1e-3
+        self.dt_ps = config.timestep_fs * FS_TO_PS
         self.reached, self.pending = [done] * len(blocks), {}
-        self.t0, self.done = time.perf_counter(), done
+        self.rate = FrameRate(config.timestep_fs)
+        self.told = False  # whether the measured time left has been logged
         self.bar = progress(None, desc="simulate", unit="frame", initial=done // config.save_every,
                             total=config.steps // config.save_every)
 
@@ -408,18 +542,29 @@ class _Writer:
         if kind == "tick":
             self.reached[worker] = step
             shown = min(self.reached) // self.config.save_every
-            if shown > self.bar.n:
+            if shown > self.bar.n:  # a frame every worker has reached: the bar and its rate move together
                 self.bar.update(shown - self.bar.n)
-            elapsed = time.perf_counter() - self.t0
-            if elapsed > 0:  # each replica's rate (the blocks run side by side)
-                steps = sum(self.reached) / len(self.reached) - self.done
-                self.bar.set_postfix(ns_per_day=f"{steps * self.dt_ps * 1e-3 / elapsed * 86400:.2f}")
+                rate = self.rate.update(min(self.reached), time.perf_counter())
+                if rate is not None:
+                    self.bar.set_postfix(ns_per_day=f"{rate:.3g}")
+                    self._tell(min(self.reached))
         elif kind == "flush":
             self.pending.setdefault(step, {})[worker] = message[3:]
             if len(self.pending[step]) == len(self.blocks):
                 self._flush(self.pending.pop(step))
         else:
             raise ValueError(f"unknown message {kind!r} from a simulate worker")
+
+    def _tell(self, step: int) -> None:
+        """Once a tenth of the run (at least two frames) is done: the measured rate and the time left, in the log."""
+        total = self.config.steps
+        if self.told or step - self.rate.first[0] < max(2 * self.config.save_every, (total - self.rate.first[0]) // 10):
+            return
+        self.told = True
+        left = self.rate.seconds_left(total)
+        if step < total:
+            log.info("measured over steps %d-%d: %.3g ns/day per replica, about %s left", self.rate.first[0], step,
+                     self.rate.value, duration(left))
 
     def _flush(self, parts: dict[int, tuple]) -> None:
         """Append the frames to the DCDs, then write the restart state atomically, then the summary."""
