@@ -255,7 +255,8 @@ def bootstrap_interval(boot: dict, config: EvaluateConfig):
         out = block_bootstrap(stat, ref, mod, boot["reference"]["block_frames"], config.bootstrap, config.level, config.seed,
                               model_block=boot["model"]["block_frames"])
         # the same interval widths about the plug-in value, which is what the floor is comparable with
-        out["plugin_low"] = out["plugin"] - (out["value"] - out["low"])
+        # (a divergence is never negative: the lower end is cut at 0)
+        out["plugin_low"] = max(0.0, out["plugin"] - (out["value"] - out["low"]))
         out["plugin_high"] = out["plugin"] + (out["high"] - out["value"])
         if config.floor_draws:
             out["floor"] = finite_sample_floor(stat, ref, [len(t) for t in mod], config.floor_draws, config.level, config.seed)

@@ -78,7 +78,8 @@ def test_every_divergence_stands_next_to_its_finite_sample_floor(tmp_path):
         assert floor["low"] <= good[key]["plugin"] <= floor["high"], key
         assert bad[key]["plugin"] > 2 * bad[key]["floor"]["high"], key
         m = good[key]
-        assert m["plugin_high"] - m["plugin_low"] == pytest.approx(m["high"] - m["low"])
+        assert m["plugin_high"] - m["plugin"] == pytest.approx(m["high"] - m["value"])
+        assert m["plugin_low"] == pytest.approx(max(0.0, m["plugin"] - (m["value"] - m["low"])))
     assert good["kl_tic1"]["floor"]["median"] > 0.005  # a perfect model does not score zero
     assert "floor" not in evaluate_system("toy", info, ref, perfect, EvaluateConfig(lag=5, bootstrap=5, floor_draws=0),
                                                 tmp_path / "off")["kl_tic1"]
