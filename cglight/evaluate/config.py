@@ -17,18 +17,22 @@ class EvaluateConfig:
     """A ``cglight simulate`` output directory (``<system>/topology.pdb`` and ``<system>/replica-*.dcd``;
     its ``simulation.json``, if any, names stopped replicas and the temperature)."""
     out: str = "evaluations/run"
+    """Output directory: ``metrics.json``, ``report.md`` and ``<system>/*.png``."""
     lag: int = 10
     """TICA lag time in reference frames."""
     systems: list[str] = field(default_factory=list)
     """Systems to evaluate; empty: every system found in both."""
     bins_1d: int = 50
+    """Histogram bins along TIC1 (KL, JS and the 1-D free-energy plot)."""
     bins_2d: int = 30
+    """Histogram bins per axis on the TIC1/TIC2 plane and the (φ, ψ) plane."""
     block_frames: int = 0
     """Block bootstrap: frames per block in both ensembles; 0: 3 integrated autocorrelation times of
     TIC1, measured in each ensemble on its own (a block longer than a trajectory is the trajectory)."""
     bootstrap: int = 200
     """Bootstrap samples for every interval."""
     level: float = 0.95
+    """Coverage of every bootstrap interval, in (0, 1)."""
     skip_frames: int = 0
     """Frames dropped from the start of every simulated trajectory (equilibration)."""
     seed: int = 0
