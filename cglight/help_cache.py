@@ -3,7 +3,7 @@
 LightningCLI builds its parser from torch, Lightning and the model's classes: 5-10 s of imports
 before a line of help. The first ``cglight fit --help`` prints the help it builds and keeps the text
 in the user's cache directory (``$XDG_CACHE_HOME/cglight``, default ``~/.cache/cglight``), under a
-key of everything the text is made from: the Python version, every installed distribution and its
+key of everything the text is made from: the program's name, the Python version, every installed distribution and its
 version, cglight's source files, the terminal width and the ``JSONARGPARSE_*`` settings. Later calls
 with the same key print the kept text without importing any of it; any change builds it anew.
 """
@@ -32,7 +32,8 @@ def key(command: str) -> str:
     """A digest of everything ``cglight <command> --help`` prints depends on."""
     from importlib.metadata import distributions
 
-    h = hashlib.sha256(f"{command}\n{sys.version}\n{shutil.get_terminal_size().columns}\n".encode())
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""  # LightningCLI's usage line names it
+    h = hashlib.sha256(f"{command}\n{program}\n{sys.version}\n{shutil.get_terminal_size().columns}\n".encode())
     for name in sorted(n for n in os.environ if n.startswith("JSONARGPARSE")):
         h.update(f"{name}={os.environ[name]}\n".encode())
     for name, version in sorted((d.metadata["Name"] or "", d.version or "") for d in distributions()):
