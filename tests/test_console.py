@@ -34,6 +34,8 @@ FIT_STDERR = (
     r"[\d.]+ K? +(Trainable params|Non-trainable params|Total params|Total estimated model params size \(MB\))",
     r"\d+ +(Modules in train mode|Modules in eval mode|Total Flops)",
     r"`Trainer.fit` stopped: `max_epochs=1` reached\.",
+    # on a machine with a GPU: which one is used (no such line on a CPU-only machine)
+    r"GPU available: True \(\w+\), used: (True|False)", r"LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES: .*",
 )
 STDOUT = {
     "info": (r"system +beads +frames .*", r"[- ]+", r"ala2 +5 +40 +full .*", *map(re.escape, LEGEND)),
@@ -241,3 +243,14 @@ def test_help_key_follows_the_source(tmp_path, monkeypatch):
     with open(copy / "model" / "potential.py", "a") as f:
         f.write("\n# a changed docstring\n")
     assert help_cache.key("fit") != before
+
+
+def test_building_a_model_from_python_prints_nothing():
+    """Warp starts (for torchmd-net's kernels) without its banner, and without its no-driver warning on a
+    machine where torch sees no GPU either."""
+    code = ("from cglight.energy import BackboneConfig, build_backbone\n"
+            "build_backbone(BackboneConfig(embedding_dimension=8, num_layers=1))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout, r.stderr) == ("", "")
