@@ -24,8 +24,12 @@ HELP_FLAGS = (["--help"], ["-h"])
 """The only arguments whose help is kept (with ``--config`` the help shows that file's values)."""
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cglight"
+def cache_dir() -> Path | None:
+    """Where the help texts are kept; None where there is no home directory to keep them in."""
+    try:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cglight"
+    except RuntimeError:  # no home directory
+        return None
 
 
 def key(command: str) -> str:
@@ -47,10 +51,13 @@ def key(command: str) -> str:
 def show(command: str, build: Callable[[], object]) -> int:
     """Print the help of ``command``: the kept text, or else what ``build()`` prints (it ends in
     ``SystemExit``, as a parser's ``--help`` does), kept for next time when it exits 0."""
-    path = cache_dir() / f"help-{command}-{key(command)}.txt"
-    with contextlib.suppress(OSError):
-        sys.stdout.write(path.read_text(encoding="utf-8"))
-        return 0
+    folder = cache_dir()
+    path = folder / f"help-{command}-{key(command)}.txt" if folder is not None else None
+    if path is not None and path.is_file():
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = path.read_text(encoding="utf-8")
+            sys.stdout.write(text)
+            return 0
     printed, code = io.StringIO(), 0
     try:
         with contextlib.redirect_stdout(printed):
@@ -59,7 +66,7 @@ def show(command: str, build: Callable[[], object]) -> int:
         code = exc.code
     finally:
         sys.stdout.write(printed.getvalue())
-    if code in (0, None) and printed.getvalue():
+    if code in (0, None) and printed.getvalue() and path is not None:
         _keep(path, printed.getvalue())
     return code if isinstance(code, int) else (0 if code is None else 2)
 
