@@ -19,7 +19,9 @@ A parser's usage error keeps the parser's message, exits 2, and is followed by a
 then one line asking to report it, and the exit status is 1. Ctrl-C exits 130; ``fit`` stopped by
 SIGTERM or Ctrl-C saves ``last.ckpt`` at that step and exits 143 or 130 (resumable).
 Torch uses one thread per process unless ``CGLIGHT_NUM_THREADS`` says otherwise (two threads
-on two shared cores ran ~100× slower than one).
+on two shared cores ran ~100× slower than one). Messages and progress bars go to stderr, a command's
+results to stdout; third-party notices that do not concern the user are filtered where they arise
+(:mod:`cglight.console`). ``--help`` imports no torch (:mod:`cglight.help_cache` for LightningCLI's).
 """
 
 from __future__ import annotations
