@@ -254,3 +254,24 @@ def test_building_a_model_from_python_prints_nothing():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (r.stdout, r.stderr) == ("", "")
+
+
+@pytest.mark.parametrize("progress", ["1", "0"])
+def test_lightnings_bar_is_swapped_for_one_on_stderr(progress, capsys, monkeypatch):
+    import lightning as L
+
+    from cglight.model.progress_bar import StderrProgressBar, bars_on_stderr
+
+    monkeypatch.setenv("CGLIGHT_PROGRESS", progress)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False, max_steps=1)
+    bars_on_stderr(trainer)
+    (bar,) = [c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    assert type(bar) is StderrProgressBar and bar.is_disabled == (progress == "0")
+    capsys.readouterr()
+    for make in (bar.init_sanity_tqdm, bar.init_train_tqdm, bar.init_test_tqdm, bar.init_predict_tqdm):
+        shown = make()
+        shown.reset(3)
+        shown.update(3)
+        shown.close()
+    captured = capsys.readouterr()
+    assert captured.out == "" and (BAR.search(ANSI.sub("", captured.err)) is not None) == (progress == "1")
