@@ -19,7 +19,9 @@ A parser's usage error keeps the parser's message, exits 2, and is followed by a
 then one line asking to report it, and the exit status is 1. Ctrl-C exits 130; ``fit`` stopped by
 SIGTERM or Ctrl-C saves ``last.ckpt`` at that step and exits 143 or 130 (resumable).
 Torch uses one thread per process unless ``CGLIGHT_NUM_THREADS`` says otherwise (two threads
-on two shared cores ran ~100× slower than one).
+on two shared cores ran ~100× slower than one). Messages and progress bars go to stderr, a command's
+results to stdout; third-party notices that do not concern the user are filtered where they arise
+(:mod:`cglight.console`). ``--help`` imports no torch (:mod:`cglight.help_cache` for LightningCLI's).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from cglight import help_cache
 from cglight.config_files import config_arguments, key_sources, read_config_file
 from cglight.errors import CGLightError
 
@@ -52,20 +55,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _setup() -> None:
-    import torch
+def _setup(torch_threads: bool = True) -> None:
+    """What every command shares: field docstrings in ``--help``; third-party notices and warnings that do not
+    concern the user filtered at their source (``cglight.console``); cglight's messages on stderr; and torch's
+    threads, unless ``torch_threads`` is false (``--help`` and ``data`` do not import torch)."""
     from jsonargparse import set_parsing_settings
 
+    from cglight.console import quiet_third_party
+
     set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docs in --help
+    quiet_third_party()
+    if torch_threads:
+        import torch
 
-    threads = int(os.environ.get("CGLIGHT_NUM_THREADS", "1"))
-    torch.set_num_threads(threads)
-    try:  # torchmd-net's neighbour kernels run on Warp, whose start-up and kernel-cache notices are INFO
-        import warp
-
-        warp.config.log_level = warp.LOG_WARNING
-    except (ImportError, AttributeError):
-        pass
+        torch.set_num_threads(int(os.environ.get("CGLIGHT_NUM_THREADS", "1")))
     if not log.handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("cglight: %(message)s"))
@@ -84,33 +87,37 @@ def prepare_main(argv: list[str]) -> None:
         log.info("next: cglight fit --config configs/quickstart.yaml --data.path %s", out)
 
 
-def _dataclass_main(argv: list[str], command: str, config_cls, run) -> None:
-    """A subcommand whose options are the fields of ``config_cls`` (YAML via --config, or flags)."""
+def _dataclass_main(argv: list[str], command: str, config_cls, run: str) -> None:
+    """A subcommand whose options are the fields of ``config_cls`` (YAML via --config, or flags); ``run``
+    (``module:function``, imported once the options are read: ``--help`` imports no torch) runs it."""
+    import importlib
+
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog=f"cglight {command}", description=COMMANDS[command][0], default_env=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     parser.add_class_arguments(config_cls, as_group=True)
     values = parser.parse_args(argv)
-    run(config_cls(**{k: values[k] for k in config_cls.__dataclass_fields__}))
+    module, function = run.split(":")
+    getattr(importlib.import_module(module), function)(config_cls(**{k: values[k] for k in config_cls.__dataclass_fields__}))
 
 
 def simulate_main(argv: list[str]) -> None:
-    from cglight.simulate.run import SimulateConfig, simulate
+    from cglight.simulate.config import SimulateConfig
 
-    _dataclass_main(argv, "simulate", SimulateConfig, simulate)
+    _dataclass_main(argv, "simulate", SimulateConfig, "cglight.simulate.run:simulate")
 
 
 def evaluate_main(argv: list[str]) -> None:
-    from cglight.evaluate.run import EvaluateConfig, evaluate
+    from cglight.evaluate.config import EvaluateConfig
 
-    _dataclass_main(argv, "evaluate", EvaluateConfig, evaluate)
+    _dataclass_main(argv, "evaluate", EvaluateConfig, "cglight.evaluate.run:evaluate")
 
 
 def diagnose_main(argv: list[str]) -> None:
-    from cglight.diagnose.run import DiagnoseConfig, diagnose
+    from cglight.diagnose.config import DiagnoseConfig
 
-    _dataclass_main(argv, "diagnose", DiagnoseConfig, diagnose)
+    _dataclass_main(argv, "diagnose", DiagnoseConfig, "cglight.diagnose.run:diagnose")
 
 
 def data_main(argv: list[str]) -> int:
@@ -120,11 +127,12 @@ def data_main(argv: list[str]) -> int:
 
 
 def plugins_main(argv: list[str]) -> None:
+    if argv and argv[0] in ("-h", "--help"):  # before importing the losses (torch)
+        print(f"usage: cglight plugins\n\n{COMMANDS['plugins'][0]} (entry-point group 'cglight.losses': a loss term "
+              "that an installed package registers there is listed, and usable in model.losses by its name)")
+        return
     from cglight.losses.registry import GROUP, discover
 
-    if argv and argv[0] in ("-h", "--help"):
-        print(f"usage: cglight plugins\n\n{COMMANDS['plugins'][0]} (entry-point group '{GROUP}')")
-        return
     entries = discover()
     print(f"loss plugins (entry-point group '{GROUP}'):")
     for name, e in sorted(entries.items()):
@@ -180,6 +188,9 @@ def _lightning_main(argv: list[str]) -> int | None:
 
         def after_instantiate_classes(self) -> None:
             super().after_instantiate_classes()
+            from cglight.model.progress_bar import bars_on_stderr  # not before: --help would list it as a callback
+
+            bars_on_stderr(self.trainer)
             last.extend(c for c in self.trainer.callbacks if isinstance(c, LastCheckpoint))
 
     try:
@@ -346,7 +357,12 @@ def _at(tree, key: str):
 
 
 def _lightning(command: str) -> Callable[[list[str]], int | None]:
-    return lambda argv: _lightning_main([command, *argv])
+    def run(argv: list[str]) -> int | None:
+        if argv in help_cache.HELP_FLAGS:  # LightningCLI's parser takes seconds of imports: its help is kept
+            return help_cache.show(command, lambda: _lightning_main([command, *argv]))
+        return _lightning_main([command, *argv])
+
+    return run
 
 
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
@@ -393,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if DEBUG in rest:
         print(f"cglight: error: {DEBUG} goes before the command: cglight {DEBUG} {command} ...", file=sys.stderr)
         return 2
-    _setup()
+    _setup(torch_threads=command != "data" and not any(a in ("-h", "--help") for a in rest))
     configs: dict[str, dict] = {}
     try:
         if command not in ("data", "plugins"):

@@ -1,4 +1,5 @@
-"""Progress bars for long work (tqdm), quiet when not attached to a terminal unless asked."""
+"""Progress bars for long work (tqdm) on stderr, the stream of cglight's messages (Lightning's bars too:
+:mod:`cglight.model.progress_bar`); ``CGLIGHT_PROGRESS=0`` turns every bar off."""
 
 from __future__ import annotations
 

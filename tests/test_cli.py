@@ -365,7 +365,7 @@ def test_bad_data_build_file_is_one_line_naming_it(tmp_path, capsys, monkeypatch
     monkeypatch.chdir(tmp_path)
     (tmp_path / "prep.yaml").write_text(content)
     code = main(["fit", "--config", QUICKSTART, "--data.path", "built", "--data.build", "prep.yaml", *SMALL,
-                 "--trainer.fast_dev_run", "true"])
+                 "--trainer.max_steps", "1"])
     line = _one_error_line(capsys.readouterr().err)
     assert code == 2 and "prep.yaml" in line and says in line
     assert not (tmp_path / "built").exists()

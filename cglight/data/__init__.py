@@ -1,12 +1,32 @@
-"""Shard format (manifest + HDF5), splits, the streaming reader and the DataModule."""
+"""Shard format (manifest + HDF5), splits, the streaming reader and the DataModule.
 
-from cglight.data.datamodule import CGDataModule
-from cglight.data.dataset import ShardDataset
-from cglight.data.manifest import Manifest, ShardInfo, SystemInfo, read_manifest, write_manifest
-from cglight.data.splits import Segment, Splits, split_dataset
-from cglight.data.stream import ShardStream, StreamLoader
+The names are imported on first use, so that ``cglight.data.manifest`` (``cglight data info``, the
+``--help`` of every command) does not import torch or Lightning.
+"""
 
-__all__ = [
-    "CGDataModule", "Manifest", "Segment", "ShardDataset", "ShardInfo", "ShardStream", "Splits", "StreamLoader", "SystemInfo",
-    "read_manifest", "split_dataset", "write_manifest",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "CGDataModule": "cglight.data.datamodule",
+    "ShardDataset": "cglight.data.dataset",
+    "Manifest": "cglight.data.manifest",
+    "ShardInfo": "cglight.data.manifest",
+    "SystemInfo": "cglight.data.manifest",
+    "read_manifest": "cglight.data.manifest",
+    "write_manifest": "cglight.data.manifest",
+    "Segment": "cglight.data.splits",
+    "Splits": "cglight.data.splits",
+    "split_dataset": "cglight.data.splits",
+    "ShardStream": "cglight.data.stream",
+    "StreamLoader": "cglight.data.stream",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cglight.data' has no attribute {name!r}")

@@ -1,9 +1,11 @@
-"""``cglight data info DIR``: a table of the dataset's systems, and how well each is sampled.
+"""``cglight data info DIR``: a table of the dataset's systems, and how well each is sampled, with a
+legend of its columns under it.
 
 Sampling: consecutive MD frames are correlated, so the number of frames overstates the
 information. For each system the slowest of a few cheap features of the CG coordinates
 (the end-to-end distance, the radius of gyration, and the cosine and sine of every dihedral of
-four consecutive beads) is found by its integrated autocorrelation time ``τ`` (in frames; Sokal's
+four consecutive beads, named by its beads, and φ or ψ where they are a backbone's C N CA C or
+N CA C N) is found by its integrated autocorrelation time ``τ`` (in frames; Sokal's
 window: the smallest ``W ≥ 5 τ(W)``), computed per reference trajectory and averaged over them
 weighted by length; the effective sample size is ``Σ_trajectories frames / τ``.
 """
@@ -46,15 +48,35 @@ def dihedrals(p: np.ndarray) -> np.ndarray:
     return -np.arctan2((m * n2).sum(-1), (n1 * n2).sum(-1))  # IUPAC sign: φ of an α helix is about −60°
 
 
-def features(pos: np.ndarray) -> dict[str, np.ndarray]:
-    """Cheap candidate slow features of CG coordinates ``[F, n, 3]``."""
+BACKBONE_DIHEDRALS = {("C", "N", "CA", "C"): "φ", ("N", "CA", "C", "N"): "ψ"}
+"""Four consecutive beads of a backbone map that make a residue's φ or ψ (by bead name)."""
+
+
+def dihedral_names(bead_names: list[str]) -> list[str]:
+    """The dihedral of every four consecutive beads by its beads, name and index (``C0-N1-CA2-C3``), led by
+    ``φ`` or ``ψ`` where the beads are a backbone's (numbered by residue when the chain has several)."""
+    quads = [tuple(bead_names[i : i + 4]) for i in range(len(bead_names) - 3)]
+    kinds = [BACKBONE_DIHEDRALS.get(q, "") for q in quads]
+    seen: dict[str, int] = {}
+    names = []
+    for i, (quad, kind) in enumerate(zip(quads, kinds, strict=True)):
+        beads = "-".join(f"{name}{i + j}" for j, name in enumerate(quad))
+        if kind:
+            seen[kind] = seen.get(kind, 0) + 1
+            kind += str(seen[kind]) if kinds.count(kind) > 1 else ""
+        names.append(f"{kind} ({beads})" if kind else beads)
+    return names
+
+
+def features(pos: np.ndarray, bead_names: list[str]) -> dict[str, np.ndarray]:
+    """Cheap candidate slow features of CG coordinates ``[F, n, 3]`` of beads named ``bead_names``."""
     feats = {"end-to-end": np.linalg.norm(pos[:, -1] - pos[:, 0], axis=-1),
              "Rg": np.sqrt(((pos - pos.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))}
     if pos.shape[1] >= 4:
         d = dihedrals(pos)
-        for i in range(d.shape[1]):
-            feats[f"cos dihedral {i}"] = np.cos(d[:, i])
-            feats[f"sin dihedral {i}"] = np.sin(d[:, i])
+        for i, name in enumerate(dihedral_names(bead_names)):
+            feats[f"cos {name}"] = np.cos(d[:, i])
+            feats[f"sin {name}"] = np.sin(d[:, i])
     return feats
 
 
@@ -79,7 +101,7 @@ def sampling(root: Path, manifest: Manifest, system: str) -> tuple[str, float, f
         return "-", float("nan"), 0.0
     taus: dict[str, float] = {}
     for t in trajs:
-        for name, x in features(t).items():
+        for name, x in features(t, manifest.systems[system].bead_names).items():
             taus[name] = taus.get(name, 0.0) + integrated_autocorrelation_time(x) * len(t) / total
     slowest = max(taus, key=taus.get)
     return slowest, taus[slowest], total / taus[slowest]
@@ -117,4 +139,15 @@ def dataset_info(root: str | os.PathLike) -> str:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in (header, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *LEGEND])
+
+
+LEGEND = (
+    "hessian: Hessian data per frame (full: the projected Hessian BᵀHB; probes (K=k): k Hessian-vector products; none)",
+    "trajs: independent reference trajectories (replicas, or the trajectory files given)",
+    "slowest feature: of the end-to-end distance, the radius of gyration Rg and the cos/sin of each dihedral of four",
+    "  consecutive beads (named by its beads; φ/ψ on a backbone map), the one that decorrelates slowest",
+    "tau: its integrated autocorrelation time, in frames (fr) and ps: about one independent sample per tau frames",
+    "ESS: effective sample size, frames / tau summed over trajectories: about how many independent frames there are",
+)
+"""The lines under the table that explain its less obvious columns."""

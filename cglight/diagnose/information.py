@@ -28,13 +28,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cglight.diagnose.config import THRESHOLD
 from cglight.evaluate.bootstrap import integrated_time
 from cglight.evaluate.curvature import BLOCKS, SubspaceBasis, subspace_basis
 
 TARGETS = ("hvp", "hvp_cov/centered", "hvp_cov/uncentered")
 """The curvature targets read, by loss name (and estimator)."""
-THRESHOLD = 3.0
-"""Standard errors between a target's mean and the model beyond which a term carries information."""
 RELATIVE_GAP = 0.01
 """...and the fraction of the block's curvature the gap must reach to matter (the subspaces turn with
 the configuration, so a model wrong in one block leaks a sliver into the others' traces)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,51 +29,12 @@ import torch
 from cglight.data import keys
 from cglight.data.dataset import ShardDataset
 from cglight.data.splits import split_dataset
-from cglight.diagnose.information import THRESHOLD, as_dict, information, verdict
+from cglight.diagnose.config import DiagnoseConfig
+from cglight.diagnose.information import as_dict, information, verdict
 from cglight.errors import ConfigError
 from cglight.units import beta as beta_of
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DiagnoseConfig:
-    """Every key of ``cglight diagnose``; each is also a command-line option."""
-
-    checkpoint: str = ""
-    """A model: the ``.ckpt`` written by ``cglight fit``."""
-    data: str = ""
-    """The dataset it was (or will be) trained on; needs full projected Hessians (``hessian: full``)."""
-    systems: list[str] = field(default_factory=list)
-    """Systems to read; empty: all of them."""
-    frames: int = 256
-    """Training frames per system, evenly spaced over the training split (>= 2)."""
-    gradient_frames: int = 32
-    """Of those, frames for the per-term gradient norms (0: skip)."""
-    val_fraction: float = 0.1
-    """The validation fraction of ``cglight fit`` (the training split is the first 1 − val − test)."""
-    test_fraction: float = 0.1
-    """The test fraction of ``cglight fit``."""
-    threshold: float = THRESHOLD
-    """Standard errors between a target's mean and the model beyond which a term carries information."""
-    seed: int = 0
-    """The Hessian terms' probe vectors in the gradient part."""
-    out: str | None = None
-    """A JSON file for every number printed (optional)."""
-    trusted_backbones: list[str] = field(default_factory=list)
-    """Dotted class paths of backbones that the checkpoint may name (importing runs their code); built-in names always load."""
-
-    def validate(self) -> None:
-        if not self.checkpoint or not Path(self.checkpoint).is_file():
-            raise ConfigError(f"diagnose: 'checkpoint' must be a .ckpt written by cglight fit, got {self.checkpoint!r}")
-        if not self.data:
-            raise ConfigError("diagnose: 'data' is required (a dataset directory with full projected Hessians)")
-        if self.frames < 2:
-            raise ConfigError(f"diagnose: 'frames' must be >= 2, got {self.frames}")
-        if not 0 <= self.gradient_frames <= self.frames:
-            raise ConfigError(f"diagnose: 'gradient_frames' must be in [0, frames={self.frames}], got {self.gradient_frames}")
-        if not self.threshold > 0:
-            raise ConfigError(f"diagnose: 'threshold' must be > 0, got {self.threshold}")
 
 
 def _training_frames(dataset: ShardDataset, config: DiagnoseConfig) -> dict[str, tuple[np.ndarray, list[slice]]]:

@@ -140,6 +140,9 @@ class TorchMDNetBackbone(nn.Module):
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
+        from cglight.console import init_warp
+
+        init_warp()  # before torchmd-net starts it with a banner
         from torchmdnet.models.output_modules import EquivariantScalar, Scalar
 
         spec = BACKBONES[config.name]

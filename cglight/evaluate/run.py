@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from cglight.data.manifest import read_manifest
 from cglight.errors import ConfigError, DatasetError
 from cglight.evaluate import plots
 from cglight.evaluate.bootstrap import BLOCK_TAUS, block_bootstrap, block_length
+from cglight.evaluate.config import EvaluateConfig
 from cglight.evaluate.divergence import js_samples, kl_samples, shared_edges
 from cglight.evaluate.floor import finite_sample_floor
 from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
@@ -41,52 +42,6 @@ from cglight.evaluate.transitions import core_bounds, count_transitions
 from cglight.units import kt
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvaluateConfig:
-    """Every key of ``cglight evaluate``; each is also a command-line option."""
-
-    reference: str = ""
-    """Reference dataset directory (its CG frames are the reference ensemble)."""
-    simulation: str = ""
-    """A ``cglight simulate`` output directory (``<system>/topology.pdb`` and ``<system>/replica-*.dcd``;
-    its ``simulation.json``, if any, names stopped replicas and the temperature)."""
-    out: str = "evaluations/run"
-    lag: int = 10
-    """TICA lag time in reference frames."""
-    systems: list[str] = field(default_factory=list)
-    """Systems to evaluate; empty: every system found in both."""
-    bins_1d: int = 50
-    bins_2d: int = 30
-    block_frames: int = 0
-    """Block bootstrap: frames per block in both ensembles; 0: 3 integrated autocorrelation times of
-    TIC1, measured in each ensemble on its own (a block longer than a trajectory is the trajectory)."""
-    bootstrap: int = 200
-    """Bootstrap samples for every interval."""
-    level: float = 0.95
-    skip_frames: int = 0
-    """Frames dropped from the start of every simulated trajectory (equilibration)."""
-    seed: int = 0
-    """Bootstrap draws and the floor's subsamples."""
-    floor_draws: int = 100
-    """Subsamples of the reference, shaped like the model's ensemble, for each divergence's finite-sample
-    floor (what a perfect model sampled as much would score); 0: no floor."""
-    overwrite: bool = False
-    """Write into a non-empty ``out``, replacing an earlier evaluation's files there; false: such an
-    ``out`` is refused before anything is read."""
-
-    def validate(self) -> None:
-        if not self.reference or not self.simulation:
-            raise ConfigError("evaluate: 'reference' (a dataset directory) and 'simulation' (a simulate output) are required")
-        for name in ("lag", "bins_1d", "bins_2d", "bootstrap"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"evaluate: '{name}' must be >= 1, got {getattr(self, name)}")
-        for name in ("block_frames", "skip_frames", "seed", "floor_draws"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"evaluate: '{name}' must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.level < 1:
-            raise ConfigError(f"evaluate: 'level' must be in (0, 1), got {self.level}")
 
 
 def reference_trajectories(root: Path, manifest, name: str) -> list[np.ndarray]:
@@ -169,8 +124,11 @@ def read_dcd(path: Path, top) -> np.ndarray:
     """``[F, n, 3]`` positions (Å) of a DCD of ``top``'s beads; refused if unreadable, truncated or not finite."""
     import mdtraj as md
 
+    from cglight.console import DCD_NOTICES, native_lines_dropped
+
     try:
-        xyz = md.load_dcd(str(path), top=top).xyz.astype(np.float64) * 10.0  # nm → Å
+        with native_lines_dropped(1, DCD_NOTICES, rest_to=2):  # mdtraj's C reader prints a notice per file on stdout
+            xyz = md.load_dcd(str(path), top=top).xyz.astype(np.float64) * 10.0  # nm → Å
     except (OSError, ValueError, IndexError) as exc:
         raise DatasetError(f"{path} cannot be read as a DCD of {top.n_atoms} beads ({type(exc).__name__}: {exc})") from None
     header = dcd_header_frames(path)

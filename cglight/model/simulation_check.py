@@ -34,7 +34,9 @@ log = logging.getLogger("cglight")
 
 
 class SimulationValidation(Callback):
-    """Args:
+    """A short batched CG simulation every few validation epochs, judged along the reference's TIC1.
+
+    Args:
         enabled: run the check.
         reference: dataset directory with the reference ensemble (linked to ``data.path`` by the CLI).
         every_n_epochs: run after every n-th validation epoch.

@@ -72,12 +72,14 @@ class PrepareConfig:
     timestep_fs: float = 1.0
     """Integrator step with flexible bonds; keep at 1 fs."""
     friction_per_ps: float = 1.0
+    """Langevin collision rate γ of the MD (1/ps)."""
     equilibration_ps: float = 10.0
     """Per replica, after minimisation (and heating) and before the first saved frame."""
     heat_temperature: float | None = None
     """Kelvin; if set, every replica first runs ``heat_ps`` at this temperature, so that replicas start
     their equilibration from different structures."""
     heat_ps: float = 0.0
+    """Picoseconds at ``heat_temperature`` before equilibration (0: no heating)."""
     frames: int = 4000
     """Saved frames in total, split evenly over the replicas."""
     stride_steps: int = 250
@@ -103,6 +105,7 @@ class PrepareConfig:
     shard_frames: int = 4096
     """Frames per shard file (and per unit of work)."""
     seed: int = 1
+    """Every random number (MD of each replica, Hessian probes) is drawn from it and the unit's own indices."""
     workers: int = 0
     """Worker processes (0: all cores). Does not change the result."""
 

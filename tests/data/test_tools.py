@@ -54,12 +54,46 @@ def test_verify_reports_a_missing_reference_file(copy, capsys):
     assert "system.xml: reference file of system 'ala2' is missing" in capsys.readouterr().out
 
 
+def _table(out: str) -> list[str]:
+    """The table of ``cglight data info``'s output: its lines before the blank line that opens the legend."""
+    return out.strip().split("\n\n")[0].splitlines()
+
+
 def test_info_table(tiny_dataset, capsys):
     assert main(["data", "info", str(tiny_dataset)]) == 0
-    header, rule, row = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out
+    header, rule, row = _table(out)
     assert header.split()[:7] == ["system", "beads", "frames", "hessian", "T", "(K)", "size"]
     cells = row.split()
     assert cells[:5] == ["ala2", "5", "40", "full", "300"] and "KiB" in row and " ESS" in header
+    # the legend under the table explains the sampling columns, each on its own line
+    legend = out.strip().split("\n\n")[1].splitlines()
+    for column in ("slowest feature", "tau", "ESS"):
+        assert column in header
+        assert any(line.startswith(f"{column}:") for line in legend), column
+    # a dihedral is named by its beads (φ/ψ on this backbone map), not by a number
+    assert "dihedral 0" not in out and "dihedral 1" not in out
+
+
+def test_dihedrals_are_named_by_their_beads_and_as_phi_psi_where_the_map_allows():
+    from cglight.data.info import dihedral_names, features
+    from cglight.evaluate.geometry import phi_psi_beads
+
+    ala2 = ["C", "N", "CA", "C", "N"]
+    assert dihedral_names(ala2) == ["φ (C0-N1-CA2-C3)", "ψ (N1-CA2-C3-N4)"]
+    # oracle: the (φ, ψ) quadruples cglight evaluate uses for this map
+    phi, psi = phi_psi_beads(ala2)
+    names = dihedral_names(ala2)
+    assert names[phi[0]].startswith("φ ") and names[psi[0]].startswith("ψ ")
+    # a longer backbone: φ and ψ numbered by residue, the ω between them named by its beads only
+    ala4 = ["C"] + ["N", "CA", "C"] * 4 + ["N"]
+    assert dihedral_names(ala4)[:4] == ["φ1 (C0-N1-CA2-C3)", "ψ1 (N1-CA2-C3-N4)", "CA2-C3-N4-CA5", "φ2 (C3-N4-CA5-C6)"]
+    assert [n.split()[0] for n in dihedral_names(ala4) if n[0] in "φψ"] == ["φ1", "ψ1", "φ2", "ψ2", "φ3", "ψ3", "φ4", "ψ4"]
+    # a Cα map has neither
+    assert dihedral_names(["CA"] * 5) == ["CA0-CA1-CA2-CA3", "CA1-CA2-CA3-CA4"]
+    pos = np.random.default_rng(0).normal(size=(10, 5, 3))
+    assert set(features(pos, ala2)) == {"end-to-end", "Rg", "cos φ (C0-N1-CA2-C3)", "sin φ (C0-N1-CA2-C3)",
+                                        "cos ψ (N1-CA2-C3-N4)", "sin ψ (N1-CA2-C3-N4)"}
 
 
 def test_autocorrelation_time_of_an_ar1_process():
@@ -88,7 +122,7 @@ def test_info_and_verify_read_a_version_1_dataset_written_by_hand(tmp_path, caps
     write_manifest(tmp_path, Manifest({"toy": SystemInfo(300.0, [1, 2, 2, 1], list("ABBA"), [[0, 1]], "custom", "full")}, shards))
     assert main(["data", "verify", str(tmp_path)]) == 0
     assert main(["data", "info", str(tmp_path)]) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    row = _table(capsys.readouterr().out)[-1].split()
     assert row[:5] == ["toy", "4", "100", "full", "300"]
     assert float(row[-1]) > 50  # independent random frames: an effective sample size near 100
 
