@@ -87,7 +87,10 @@ class RunSummary(Callback):
         self.enabled = enabled
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self.enabled or not trainer.is_global_zero:
+        if not self.enabled:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP (rank 0 broadcasts it): every rank asks
+        if not trainer.is_global_zero:
             return
         from cglight.model.last_checkpoint import LastCheckpoint
 
@@ -100,7 +103,7 @@ class RunSummary(Callback):
         datamodule = trainer.datamodule
         data = str(getattr(datamodule, "path", "DATA"))
         systems = list(getattr(datamodule, "systems", None) or [])
-        lines = fit_summary(last, best, None if score is None else float(score), trainer.log_dir,
+        lines = fit_summary(last, best, None if score is None else float(score), log_dir,
                             losses_line(metrics, units), data, systems)
         for line in lines:
             log.info("%s", line)
