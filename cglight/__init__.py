@@ -6,7 +6,7 @@ loading a model) does not import Lightning.
 
 from __future__ import annotations
 
-import importlib
+from cglight.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -22,10 +22,5 @@ _EXPORTS = {
     "CGPotential": "cglight.model",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cglight' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = [*_names, "__version__"]

@@ -6,7 +6,7 @@ The names are imported on first use, so that ``cglight.data.manifest`` (``cgligh
 
 from __future__ import annotations
 
-import importlib
+from cglight.lazy import lazy_exports
 
 _EXPORTS = {
     "CGDataModule": "cglight.data.datamodule",
@@ -23,10 +23,4 @@ _EXPORTS = {
     "StreamLoader": "cglight.data.stream",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cglight.data' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ The names are imported on first use, so that ``cglight prepare --help`` does not
 
 from __future__ import annotations
 
-import importlib
+from cglight.lazy import lazy_exports
 
 _EXPORTS = {
     "CGMap": "cglight.prepare.mapping",
@@ -16,10 +16,4 @@ _EXPORTS = {
     "prepare_dataset": "cglight.prepare.pipeline",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cglight.prepare' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

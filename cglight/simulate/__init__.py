@@ -5,14 +5,8 @@ The names are imported on first use, so that ``cglight simulate --help`` does no
 
 from __future__ import annotations
 
-import importlib
+from cglight.lazy import lazy_exports
 
 _EXPORTS = {"LangevinIntegrator": "cglight.simulate.langevin", "LangevinState": "cglight.simulate.langevin"}
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cglight.simulate' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
