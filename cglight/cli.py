@@ -270,6 +270,7 @@ def _check_ckpt_path(config, command: str, explicit_model: dict) -> None:
     if config.ckpt_path == "last":
         config.ckpt_path = str(_newest_last(config.trainer))
     checkpoint = _read_checkpoint(Path(config.ckpt_path), command)
+    _check_named_code(config.ckpt_path, explicit_model, checkpoint["hyper_parameters"])
     differ = _differences(explicit_model, checkpoint["hyper_parameters"])
     if differ:
         listed = "; ".join(f"model.{key}: {mine!r} here, {theirs!r} in the checkpoint" for key, mine, theirs in differ)
@@ -278,6 +279,26 @@ def _check_ckpt_path(config, command: str, explicit_model: dict) -> None:
             "The model (its network, priors, loss terms and weights, learning rate) comes from the checkpoint: "
             "remove these settings or give them the checkpoint's values"
         )
+
+
+def _check_named_code(path: str, explicit: dict, hparams: dict) -> None:
+    """The model is built from the checkpoint's hyper-parameters: a backbone or loss named there by dotted
+    path would be imported (its module's code run). Accept one only if the user's own config names it too."""
+    from cglight.energy.backbone import BACKBONES
+    from cglight.errors import ConfigError
+
+    backbone = hparams.get("backbone") if isinstance(hparams.get("backbone"), dict) else {}
+    mine = explicit.get("backbone") if isinstance(explicit.get("backbone"), dict) else {}
+    name = backbone.get("name")
+    if isinstance(name, str) and name not in BACKBONES and mine.get("name") != name:
+        raise ConfigError(f"--ckpt_path {path}: the checkpoint names the backbone class {name!r}; importing it runs its "
+                          f"module's code. If you trust it, name it yourself: --model.backbone.name {name}")
+    losses = hparams.get("losses") if isinstance(hparams.get("losses"), dict) else {}
+    given = explicit.get("losses") if isinstance(explicit.get("losses"), dict) else {}
+    dotted = [n for n in losses if isinstance(n, str) and ("." in n or ":" in n) and n not in given]
+    if dotted:
+        raise ConfigError(f"--ckpt_path {path}: the checkpoint names loss classes by path {dotted}; importing them runs "
+                          "their modules' code. If you trust them, name them yourself in --model.losses")
 
 
 def _read_checkpoint(path: Path, command: str) -> dict:

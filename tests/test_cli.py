@@ -555,6 +555,33 @@ def test_bad_checkpoint_is_one_line(uninterrupted, tmp_path, capsys, monkeypatch
     assert not (tmp_path / "R").exists()
 
 
+@pytest.mark.parametrize("where", ["backbone", "loss"])
+def test_a_checkpoint_naming_code_is_refused_unless_the_config_names_it(uninterrupted, tmp_path, capsys, monkeypatch, where):
+    """`--ckpt_path` builds the model from the checkpoint's hyper-parameters: a class path planted there
+    would be imported. Refused before anything is imported, unless the user's own config names it."""
+    import yaml
+
+    tmp, data = uninterrupted
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "imported"
+    (tmp_path / "plantedmod.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nimport torch\nclass Net(torch.nn.Module):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ckpt = torch.load(_last(tmp, "A")[0], weights_only=True)
+    if where == "backbone":
+        ckpt["hyper_parameters"]["backbone"]["name"] = "plantedmod.Net"
+    else:
+        ckpt["hyper_parameters"]["losses"]["plantedmod:Net"] = {"weight": 1.0}
+    path = tmp_path / "planted.ckpt"
+    torch.save(ckpt, path)
+    config = yaml.safe_load(Path(_ckpt_config(tmp_path, data, "R")).read_text())
+    del config["model"]  # the model comes from the checkpoint, as for a user who gives none
+    (tmp_path / "R.yaml").write_text(yaml.safe_dump(config))
+    code = main(["fit", "--config", str(tmp_path / "R.yaml"), "--ckpt_path", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "importing" in err.strip().splitlines()[-1]
+    assert not marker.exists() and "plantedmod" not in sys.modules
+
+
 @pytest.mark.parametrize("flag, value, key", [
     ("--model.backbone.embedding_dimension", "32", "model.backbone.embedding_dimension: 32 here, 16 in the checkpoint"),
     ("--model.losses", "{force: {weight: 1.0}, hvp_cov: {weight: 0.5, probes: 2}}",
