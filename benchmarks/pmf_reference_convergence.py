@@ -42,32 +42,17 @@ def configuration(seed: int = 1):
 
 def configurational_temperature(system, x0, mapped, sampler: str, timestep_fs: float, stride_fs: float, samples: int) -> tuple:
     """``(T_conf, stderr)`` of the moving atoms over ``samples`` configurations of ``sampler``."""
-    import openmm as mm
     from openmm import unit
 
-    from cglight.prepare.ghmc import ghmc_integrator
+    from cglight.prepare.pmf_hessian import constrained_sampler
     from cglight.prepare.reference import make_context
     from cglight.units import KB_KJ_PER_MOL_K
 
-    system = mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(system))
     n = system.getNumParticles()
-    if sampler == "ghmc":
-        integrator = ghmc_integrator(300.0, 5.0, timestep_fs, mapped, n, seed=2)
-    else:
-        for a in mapped:
-            system.setParticleMass(a, 0.0)
-        integrator = mm.LangevinMiddleIntegrator(300 * unit.kelvin, 5 / unit.picosecond, timestep_fs * unit.femtosecond)
-        integrator.setRandomNumberSeed(2)
-    context = make_context(system, "Reference", integrator)
-    context.setPositions(x0)
-    context.setVelocitiesToTemperature(300 * unit.kelvin, 3)
-    if sampler == "ghmc":
-        v = context.getState(getVelocities=True).getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
-        v[mapped] = 0.0
-        context.setVelocities(v)
+    context, integrator, _ = constrained_sampler(system, x0, mapped, 300.0, sampler, timestep_fs, seed=2)  # the estimator's
     stride = max(1, int(round(stride_fs / timestep_fs)))
     integrator.step(int(round(2000 / timestep_fs)))
-    probe = make_context(mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(system)), "Reference")
+    probe = make_context(system, "Reference")  # forces only
     moving = [i for i in range(n) if i not in set(mapped)]
 
     def forces(x):

@@ -55,18 +55,6 @@ def _training_frames(dataset: ShardDataset, config: DiagnoseConfig) -> dict[str,
     return out
 
 
-def _model_hessians(core, pos: torch.Tensor, types: torch.Tensor) -> np.ndarray:
-    """``[F, 3n, 3n]``: the model's Hessian at every frame, column by column (float64)."""
-    frames, n = pos.shape[:2]
-    columns = []
-    for k in range(3 * n):
-        v = torch.zeros(frames, 3 * n, dtype=pos.dtype)
-        v[:, k] = 1.0
-        columns.append(core.hvp(pos, types, v.reshape(frames, n, 3)).reshape(frames, -1))
-    h = torch.stack(columns, -1).numpy()
-    return 0.5 * (h + h.transpose(0, 2, 1))
-
-
 def _gradients(model, batch: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """Per configured term: the parameter-gradient norm of weight × normalised loss, and the weights."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -124,7 +112,7 @@ def diagnose(config: DiagnoseConfig) -> dict:
         batch = {k: (v.double() if v.is_floating_point() else v) for k, v in dataset[index.tolist()].items()}
         pos, types = batch[keys.POS], batch[keys.BEAD_TYPES][0]
         model_forces = model.forces(pos, types).numpy()
-        hessians = _model_hessians(model, pos, types)
+        hessians = model.core.hessian(pos, types).numpy()
         readings = information(pos.numpy(), batch[keys.FORCES].numpy(), batch[keys.HESSIAN].numpy(), model_forces, hessians,
                                info.bonds, beta_of(info.temperature), pieces, config.threshold)
         entry = {"frames": len(index), "readings": as_dict(readings), "verdict": verdict(readings, config.threshold)}

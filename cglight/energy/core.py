@@ -307,6 +307,18 @@ class CGEnergy(nn.Module):
         with torch.enable_grad():
             return out.hvp(v).detach()
 
+    def hessian(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
+        """``∇²U`` of every frame of ``pos [F, n, 3]``, ``[F, 3n, 3n]`` (kcal/mol/Å²), symmetrised and detached:
+        ``3n`` Hessian-vector products of one evaluation. For analysis of small molecules (diagnostics,
+        reference comparisons); training never forms it."""
+        out = self.evaluate(pos, bead_types, create_graph=False, bonds=bonds)
+        frames, n = out.pos.shape[:2]
+        unit = torch.eye(3 * n, dtype=out.pos.dtype, device=out.pos.device)
+        with torch.enable_grad():
+            columns = [out.hvp(unit[k].expand(frames, -1).reshape(frames, n, 3)).reshape(frames, -1) for k in range(3 * n)]
+        h = torch.stack(columns, -1).detach()
+        return 0.5 * (h + h.transpose(-1, -2))
+
 
 def load_plain(path: str | os.PathLike, map_location: str | torch.device, why: str) -> Any:
     """``torch.load(path, weights_only=True)``: tensors, numbers, strings, lists and dicts only, never

@@ -67,6 +67,38 @@ def _estimate(hessians: np.ndarray, forces: np.ndarray, beta: float) -> np.ndarr
     return hessians.mean(0) - beta * np.cov(f, rowvar=False, bias=True)
 
 
+def constrained_sampler(system, positions_nm: np.ndarray, mapped_atoms: list[int], temperature: float, sampler: str = "ghmc",
+                        timestep_fs: float = 1.0, friction_per_ps: float = 5.0, seed: int = 0, platform: str = "Reference"):
+    """``(context, integrator, system)``: an OpenMM context sampling every atom but ``mapped_atoms`` (held
+    where ``positions_nm`` puts them) from ``exp(−βu)`` at ``temperature`` with ``sampler``, its velocities
+    drawn (the held atoms' at rest); ``system`` is the copy it runs (``system`` itself is not changed)."""
+    import openmm as mm
+    from openmm import unit
+
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"pmf_hessian: unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    system = mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(system))
+    n_atoms = system.getNumParticles()
+    for a in mapped_atoms:
+        if not 0 <= a < n_atoms:
+            raise ConfigError(f"pmf_hessian: mapped atom {a} is outside the system's {n_atoms} atoms")
+    if sampler == "ghmc":
+        integrator = ghmc_integrator(temperature, friction_per_ps, timestep_fs, mapped_atoms, n_atoms, seed + 1)
+    else:  # langevin: OpenMM holds zero-mass atoms still
+        for a in mapped_atoms:
+            system.setParticleMass(a, 0.0)
+        integrator = mm.LangevinMiddleIntegrator(temperature * unit.kelvin, friction_per_ps / unit.picosecond,
+                                                 timestep_fs * unit.femtosecond)
+        integrator.setRandomNumberSeed(seed + 1)
+    context = make_context(system, platform, integrator)
+    context.setPositions(np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3))
+    context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + 1)
+    v = context.getState(getVelocities=True).getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
+    v[list(mapped_atoms)] = 0.0  # the held atoms start (and stay) at rest
+    context.setVelocities(v)
+    return context, integrator, system
+
+
 def conditional_pmf_hessian(
     system,
     positions_nm: np.ndarray,
@@ -88,7 +120,6 @@ def conditional_pmf_hessian(
     ``system`` is the all-atom OpenMM System (it is copied, not changed). ``samples`` frames,
     ``stride_steps`` steps of ``timestep_fs`` apart, after ``equilibration_ps``, by ``sampler``.
     """
-    import openmm as mm
     from openmm import unit
 
     if sampler not in SAMPLERS:
@@ -102,26 +133,9 @@ def conditional_pmf_hessian(
         constrained = {a for c in range(system.getNumConstraints()) for a in system.getConstraintParameters(c)[:2]}
         if constrained & set(mapped_atoms):
             raise ConfigError("pmf_hessian: the system constrains mapped atoms; the estimator needs flexible bonds there")
-    system = mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(system))
+    context, integrator, system = constrained_sampler(system, positions_nm, mapped_atoms, temperature, sampler, timestep_fs,
+                                                      friction_per_ps, seed, platform)
     n_atoms = system.getNumParticles()
-    for a in mapped_atoms:
-        if not 0 <= a < n_atoms:
-            raise ConfigError(f"pmf_hessian: mapped atom {a} is outside the system's {n_atoms} atoms")
-    if sampler == "ghmc":
-        integrator = ghmc_integrator(temperature, friction_per_ps, timestep_fs, mapped_atoms, n_atoms, seed + 1)
-    else:
-        for a in mapped_atoms:
-            system.setParticleMass(a, 0.0)
-        integrator = mm.LangevinMiddleIntegrator(temperature * unit.kelvin, friction_per_ps / unit.picosecond,
-                                                 timestep_fs * unit.femtosecond)
-        integrator.setRandomNumberSeed(seed + 1)
-    context = make_context(system, platform, integrator)
-    context.setPositions(np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3))
-    context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + 1)
-    if sampler == "ghmc":  # the held atoms start (and stay) at rest
-        v = context.getState(getVelocities=True).getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
-        v[list(mapped_atoms)] = 0.0
-        context.setVelocities(v)
     integrator.step(int(round(equilibration_ps / (timestep_fs * FS_TO_PS))))
     b = np.zeros((n_atoms, len(mapped_atoms)))
     b[mapped_atoms, np.arange(len(mapped_atoms))] = 1.0

@@ -48,6 +48,14 @@ def test_forces_and_hvp_of_the_total_match_finite_differences(fitted):
     assert torch.allclose(out.hvp_fd(v[None], 1e-5, central=True)[0], fitted.hvp(pos, TYPES, v), rtol=1e-5, atol=1e-6)
 
 
+def test_hessian_is_the_float64_autograd_hessian_of_the_energy(fitted):
+    pos, _ = _chain(2, seed=7)
+    h = fitted.hessian(pos, TYPES)
+    for frame in range(2):
+        oracle = torch.autograd.functional.hessian(lambda x: fitted.energy(x.reshape(1, 4, 3), TYPES).sum(), pos[frame].reshape(-1))
+        torch.testing.assert_close(h[frame], oracle, rtol=1e-9, atol=1e-9)
+
+
 def test_topology_is_looked_up_by_bead_types_or_given(fitted):
     pos, _ = _chain(1, seed=7)
     chain = fitted.energy(pos, TYPES)
