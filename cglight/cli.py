@@ -37,9 +37,10 @@ from collections.abc import Callable
 from cglight import help_cache
 from cglight.config_files import config_arguments, key_sources, read_config_file
 from cglight.errors import CGLightError
+from cglight.newest_checkpoint import DEFAULT_RUNS
 
 log = logging.getLogger("cglight")
-RUNS = "runs"  # the default directory of logs and checkpoints, unless trainer.default_root_dir is set
+RUNS = str(DEFAULT_RUNS.parent)  # the default directory of logs and checkpoints, unless trainer.default_root_dir is set
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -204,7 +205,7 @@ def _lightning_main(argv: list[str]) -> int | None:
             parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
             trainer_defaults={
                 "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                           "init_args": {"save_dir": RUNS, "name": "cglight"}},
+                           "init_args": {"save_dir": RUNS, "name": DEFAULT_RUNS.name}},
                 "inference_mode": False,
             },
             args=argv,

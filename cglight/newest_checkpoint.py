@@ -21,7 +21,8 @@ log = logging.getLogger("cglight")
 NAME = "last.ckpt"
 LATEST = "latest"
 DEFAULT_RUNS = Path("runs") / "cglight"
-"""Where ``cglight fit`` writes its runs unless told otherwise (``runs/cglight/version_N``)."""
+"""Where ``cglight fit`` writes its runs unless told otherwise (``runs/cglight/version_N``): the CLI's
+default logger takes its ``save_dir`` and ``name`` from here."""
 
 
 def newest(candidates: Iterable[Path], label: str, where: str, hint: str) -> Path:

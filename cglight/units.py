@@ -25,6 +25,8 @@ def beta(temperature: float) -> float:
 KB_KJ_PER_MOL_K: float = KB_KCAL_PER_MOL_K / KJ_TO_KCAL
 """Boltzmann constant in kJ/mol/K (OpenMM's energy unit)."""
 FS_TO_PS: float = 1.0e-3
+PS_TO_NS: float = 1.0e-3
+SECONDS_PER_DAY: float = 86400.0
 KCAL_PER_MOL_TO_AMU_A2_PER_PS2: float = 418.4
 """kcal/mol → amu·Å²/ps² (1 amu·Å²/ps² = 10 J/mol): turns force/mass into Å/ps²."""
 

@@ -14,9 +14,9 @@ and each is read in the rigid, stiff (bond and angle) and soft subspaces of ``R_
 the basis chosen inside the block. Over the frames: the mean of the model's trace, the mean of the
 target's with its standard error (from the spread of ``target − model`` and its integrated
 autocorrelation time: consecutive MD frames are correlated), the standardised gap
-``z = (target − model) / stderr``, the gap relative to the block's curvature, and the squared signal-to-noise of one frame's target,
-``mean² / variance`` of its trace. A gap beyond ``threshold`` standard errors and beyond
-``RELATIVE_GAP`` of the block's curvature means the term
+``z = (target − model) / stderr``, the gap relative to the block's curvature, and the squared
+signal-to-noise of one frame's target, ``mean² / variance`` of its trace. A gap beyond
+``threshold`` standard errors and beyond ``RELATIVE_GAP`` of the block's curvature means the term
 carries information about that block that the model (and the force term that trained it) does
 not have; a gap within it means the target agrees with the model as far as the data can tell.
 """
@@ -43,11 +43,14 @@ def target_matrices(hessians: np.ndarray, forces: np.ndarray, model_forces: np.n
     """Every target of :data:`TARGETS` per frame, ``[F, 3n, 3n]`` (forces ``[F, 3n]``, kcal/mol/Å)."""
     f, m = forces.reshape(len(forces), -1), model_forces.reshape(len(model_forces), -1)
     d = f - m
-    outer = np.einsum
+
+    def outer(a: np.ndarray) -> np.ndarray:  # per frame a aᵀ
+        return a[:, :, None] * a[:, None, :]
+
     return {
         "hvp": hessians,
-        "hvp_cov/centered": hessians - beta * outer("fi,fj->fij", d, d),
-        "hvp_cov/uncentered": hessians - beta * (outer("fi,fj->fij", f, f) - outer("fi,fj->fij", m, m)),
+        "hvp_cov/centered": hessians - beta * outer(d),
+        "hvp_cov/uncentered": hessians - beta * (outer(f) - outer(m)),
     }
 
 

@@ -121,20 +121,26 @@ def split_hessian(hessian: np.ndarray, basis: SubspaceBasis) -> dict[tuple[str, 
 
 def block_norms(hessian: np.ndarray, basis: SubspaceBasis) -> dict[str, float]:
     """Frobenius norm of each diagonal block and of all couplings between subspaces together."""
-    blocks = split_hessian(hessian, basis)
+    return _norms(split_hessian(hessian, basis))
+
+
+def _norms(blocks: dict[tuple[str, str], np.ndarray]) -> dict[str, float]:
     norms = {a: float(np.linalg.norm(blocks[a, a])) for a in BLOCKS}
     norms["coupling"] = float(np.sqrt(sum(np.linalg.norm(m) ** 2 for (a, b), m in blocks.items() if a != b)))
     return norms
 
 
+def _symmetric(matrix: np.ndarray) -> np.ndarray:
+    m = np.asarray(matrix, dtype=np.float64)
+    return 0.5 * (m + m.T)
+
+
 def _summary(hessian: np.ndarray, basis: SubspaceBasis) -> dict[str, np.ndarray | float]:
     """Per block the trace and norm, the coupling's norm, and the soft block's eigenvalues (ascending)."""
-    blocks = split_hessian(0.5 * (hessian + hessian.T), basis)
-    out: dict[str, np.ndarray | float] = {}
+    blocks = split_hessian(_symmetric(hessian), basis)
+    out: dict[str, np.ndarray | float] = {f"{b}/norm": v for b, v in _norms(blocks).items()}
     for a in BLOCKS:
         out[f"{a}/trace"] = float(np.trace(blocks[a, a]))
-        out[f"{a}/norm"] = float(np.linalg.norm(blocks[a, a]))
-    out["coupling/norm"] = float(np.sqrt(sum(np.linalg.norm(m) ** 2 for (a, b), m in blocks.items() if a != b)))
     out["soft/eigenvalues"] = np.linalg.eigvalsh(blocks["soft", "soft"])
     return out
 
@@ -164,13 +170,13 @@ def curvature_report(
     of both (ascending, kcal/mol/Å²) with the reference's standard errors, plus ``whole`` (the one
     number this replaces) and ``share`` (each block's fraction of ``‖H_ref‖²_F``).
     """
-    h = 0.5 * (np.asarray(hessian, dtype=np.float64) + np.asarray(hessian, dtype=np.float64).T)
+    h = _symmetric(hessian)
     stderr: dict = {}
     if reference is None:
         if reference_samples is None:
             raise ValueError("curvature_report: give a reference or reference_samples")
         reference = np.asarray(reference_samples, dtype=np.float64).mean(0)
-    ref = 0.5 * (np.asarray(reference, dtype=np.float64) + np.asarray(reference, dtype=np.float64).T)
+    ref = _symmetric(reference)
     if ref.shape != h.shape:
         raise ValueError(f"curvature_report: Hessian {h.shape} and reference {ref.shape} differ in shape")
     if reference_samples is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +38,8 @@ from cglight.evaluate.floor import finite_sample_floor
 from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.evaluate.transitions import core_bounds, count_transitions
-from cglight.units import kt
+from cglight.simulate.trajectory import dcd_header_frames
+from cglight.units import NM_TO_ANGSTROM, kt
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +111,6 @@ def simulation_topology(sim: Path, name: str, info, reference: Path):
     return top
 
 
-def dcd_header_frames(path: Path) -> int | None:
-    """The frame count a little-endian CHARMM/OpenMM DCD header states; None for another layout or 0."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if len(head) < 12 or struct.unpack("<i", head[:4])[0] != 84 or head[4:8] != b"CORD":
-        return None
-    return struct.unpack("<i", head[8:])[0] or None
-
-
 def read_dcd(path: Path, top) -> np.ndarray:
     """``[F, n, 3]`` positions (Å) of a DCD of ``top``'s beads; refused if unreadable, truncated or not finite."""
     import mdtraj as md
@@ -128,7 +119,7 @@ def read_dcd(path: Path, top) -> np.ndarray:
 
     try:
         with native_lines_dropped(1, DCD_NOTICES, rest_to=2):  # mdtraj's C reader prints a notice per file on stdout
-            xyz = md.load_dcd(str(path), top=top).xyz.astype(np.float64) * 10.0  # nm → Å
+            xyz = md.load_dcd(str(path), top=top).xyz.astype(np.float64) * NM_TO_ANGSTROM
     except (OSError, ValueError, IndexError) as exc:
         raise DatasetError(f"{path} cannot be read as a DCD of {top.n_atoms} beads ({type(exc).__name__}: {exc})") from None
     header = dcd_header_frames(path)
@@ -322,13 +313,20 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     return metrics
 
 
+def _value(m: dict) -> str:
+    return f"{m['plugin']:.3f} [{m['plugin_low']:.3f}, {m['plugin_high']:.3f}]"
+
+
+def _range(floor: dict) -> str:
+    return f"{floor['median']:.3f} [{floor['low']:.3f}, {floor['high']:.3f}]"
+
+
 def headline(m: dict, level: float) -> str:
     """The plug-in value with its interval, next to the finite-sample floor, then the corrected value."""
-    text = f"{m['plugin']:.3f} [{m['plugin_low']:.3f}, {m['plugin_high']:.3f}] (plug-in, {level:.0%} interval)"
+    text = f"{_value(m)} (plug-in, {level:.0%} interval)"
     if "floor" in m:
-        f = m["floor"]
-        text += (f"; a perfect model sampled as much scores {f['median']:.3f} [{f['low']:.3f}, {f['high']:.3f}] "
-                 f"(finite-sample floor, {f['draws']} subsamples)")
+        draws = m["floor"]["draws"]
+        text += f"; a perfect model sampled as much scores {_range(m['floor'])} (finite-sample floor, {draws} subsamples)"
     return text + f"; bias-corrected {m['value']:.3f}"
 
 
@@ -345,11 +343,8 @@ def _report(metrics: dict, config: EvaluateConfig) -> str:
     def fmt(m: dict | None) -> str:
         if m is None:
             return "–"
-        floor = m.get("floor")
-        text = f"{m['plugin']:.3f} [{m['plugin_low']:.3f}, {m['plugin_high']:.3f}]"
-        if floor:
-            text += f"; floor {floor['median']:.3f} [{floor['low']:.3f}, {floor['high']:.3f}]"
-        return text + f"; corrected {m['value']:.3f}"
+        floor = f"; floor {_range(m['floor'])}" if m.get("floor") else ""
+        return f"{_value(m)}{floor}; corrected {m['value']:.3f}"
 
     for name, m in metrics["systems"].items():
         t, f = m["transitions_tic1"], m["frames"]

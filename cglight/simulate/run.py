@@ -57,7 +57,7 @@ from cglight.simulate.langevin import LangevinState
 from cglight.simulate.masses import bead_masses
 from cglight.simulate.trajectory import append_frames, cg_topology, dcd_frames, trim_dcd, write_topology_pdb
 from cglight.simulate.workers import cores, run_jobs, split, worker_count
-from cglight.units import FS_TO_PS
+from cglight.units import FS_TO_PS, PS_TO_NS, SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
 RESTART = "restart.pt"
@@ -252,7 +252,7 @@ def duration(seconds: float) -> str:
 
 def ns_per_day(steps: float, seconds: float, timestep_fs: float) -> float:
     """Simulated nanoseconds per day of wall time of one replica that made ``steps`` steps in ``seconds``."""
-    return steps * timestep_fs * FS_TO_PS * 1e-3 / seconds * 86400
+    return steps * timestep_fs * FS_TO_PS * PS_TO_NS / seconds * SECONDS_PER_DAY
 
 
 class FrameRate:

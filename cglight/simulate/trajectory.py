@@ -50,14 +50,18 @@ def _header_bytes(f) -> int:
     return 104 + comments + 8
 
 
+def dcd_header_frames(path: str | os.PathLike) -> int | None:
+    """The frame count a little-endian CHARMM/OpenMM DCD header states; None for another layout or 0."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or struct.unpack("<i", head[:4])[0] != 84 or head[4:8] != b"CORD":
+        return None
+    return struct.unpack("<i", head[8:])[0] or None
+
+
 def dcd_frames(path: str | os.PathLike) -> int:
     """Number of frames a DCD written by OpenMM says it holds (0 if missing)."""
-    path = Path(path)
-    if not path.is_file():
-        return 0
-    with open(path, "rb") as f:
-        f.seek(8)
-        return struct.unpack("<i", f.read(4))[0]
+    return (dcd_header_frames(path) or 0) if Path(path).is_file() else 0
 
 
 def trim_dcd(path: str | os.PathLike, frames: int, n_atoms: int) -> None:
