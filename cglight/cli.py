@@ -74,7 +74,7 @@ def _setup(torch_threads: bool = True) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("cglight: %(message)s"))
         log.addHandler(handler)
-        log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO)  # every command (a caller may have reset the level since the handler was added)
 
 
 def prepare_main(argv: list[str]) -> None:
