@@ -64,6 +64,12 @@ class LossTerm(nn.Module):
         return 3 if self.needs_hvp else 2
 
     @property
+    def raw_unit(self) -> str:
+        """The unit of this term's raw loss and of its normalisation: squared forces, or squared
+        Hessian-vector products (override for a term on other quantities)."""
+        return "(kcal/mol/Å²)²" if self.needs_hvp else "(kcal/mol/Å)²"
+
+    @property
     def calibrated(self) -> bool:
         return not bool(torch.isnan(self.scale))
 

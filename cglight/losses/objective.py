@@ -135,7 +135,7 @@ class Objective(nn.Module):
             term.scale.fill_(scale)
             scales[name] = scale
         log.info("loss normalisation (target second moments over %d frames): %s", frames, ", ".join(
-            f"{k}: {v:.4g} (kcal/mol/Å{'²' if self.terms[_key(k)].needs_hvp else ''})²" for k, v in scales.items()))
+            f"{k}: {v:.4g} {self.terms[_key(k)].raw_unit}" for k, v in scales.items()))
         return scales
 
     def _when(self) -> str:

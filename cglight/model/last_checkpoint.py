@@ -33,10 +33,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cglight.errors import ConfigError
+from cglight.newest_checkpoint import NAME
 
 log = logging.getLogger("cglight")
-
-NAME = "last.ckpt"
 
 
 class LastCheckpoint(Callback):

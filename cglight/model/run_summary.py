@@ -13,15 +13,6 @@ from cglight.newest_checkpoint import DEFAULT_RUNS
 
 log = logging.getLogger("cglight")
 
-FORCE_SQ = "(kcal/mol/Å)²"
-HESSIAN_SQ = "(kcal/mol/Å²)²"
-
-
-def raw_unit(needs_hvp: bool) -> str:
-    """The unit of a loss term's raw value (and of its normalisation): squared forces, or squared Hessian-vector products."""
-    return HESSIAN_SQ if needs_hvp else FORCE_SQ
-
-
 def losses_line(metrics: dict[str, float], units: dict[str, str], stage: str = "val") -> str | None:
     """``<stage>`` losses of every term in ``units``: the normalised value (1 = predicting zero) and the raw one with its unit."""
     parts = []
@@ -99,7 +90,7 @@ class RunSummary(Callback):
         best = getattr(best_cb, "best_model_path", "") or ""
         score = getattr(best_cb, "best_model_score", None)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
-        units = {name: raw_unit(term.needs_hvp) for name, term in pl_module.objective.items()}
+        units = {name: term.raw_unit for name, term in pl_module.objective.items()}
         datamodule = trainer.datamodule
         data = str(getattr(datamodule, "path", "DATA"))
         systems = list(getattr(datamodule, "systems", None) or [])
