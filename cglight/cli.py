@@ -382,9 +382,17 @@ def _lightning(command: str) -> Callable[[list[str]], int | None]:
     def run(argv: list[str]) -> int | None:
         if argv in help_cache.HELP_FLAGS:  # LightningCLI's parser takes seconds of imports: its help is kept
             return help_cache.show(command, lambda: _lightning_main([command, *argv]))
-        return _lightning_main([command, *argv])
+        code = _lightning_main([command, *argv])
+        if command == "fit" and code in (0, None) and _interactive():  # everything is imported now: keep the helps
+            help_cache.keep_missing(_LIGHTNING, lambda c: _lightning_main([c, "--help"]))
+        return code
 
     return run
+
+
+def _interactive() -> bool:
+    """Whether the command runs in a terminal (where someone may ask for ``--help`` next)."""
+    return sys.stdout.isatty()
 
 
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {

@@ -6,6 +6,10 @@ in the user's cache directory (``$XDG_CACHE_HOME/cglight``, default ``~/.cache/c
 key of everything the text is made from: the program's name, the Python version, every installed distribution and its
 version, cglight's source files, the terminal width and the ``JSONARGPARSE_*`` settings. Later calls
 with the same key print the kept text without importing any of it; any change builds it anew.
+
+A ``cglight fit`` run from a terminal has imported all of it already: when it ends it keeps the
+help of ``fit``, ``validate`` and ``test`` where none is kept under the current key (:func:`keep_missing`,
+about 1 s idle), so that after the README's first command every ``--help`` is quick.
 """
 
 from __future__ import annotations
@@ -69,6 +73,30 @@ def show(command: str, build: Callable[[], object]) -> int:
     if code in (0, None) and printed.getvalue() and path is not None:
         _keep(path, printed.getvalue())
     return code if isinstance(code, int) else (0 if code is None else 2)
+
+
+def keep_missing(commands: tuple[str, ...], build: Callable[[str], object]) -> list[str]:
+    """Keep the help of every command in ``commands`` that has none kept under its current key:
+    ``build(command)`` prints it (and ends in ``SystemExit``); nothing reaches the console. The commands kept."""
+    folder = cache_dir()
+    if folder is None:
+        return []
+    kept = []
+    for command in commands:
+        path = folder / f"help-{command}-{key(command)}.txt"
+        if path.is_file():
+            continue
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
+                build(command)
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                continue
+        if printed.getvalue():
+            _keep(path, printed.getvalue())
+            kept.append(command)
+    return kept
 
 
 def _keep(path: Path, text: str) -> None:

@@ -229,6 +229,29 @@ def test_lightning_help_is_kept_and_the_kept_text_is_the_same(command, capsys, m
     assert capsys.readouterr().out == "built again\n" and built == [[command, "--help"]]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("terminal", [True, False])
+def test_fit_in_a_terminal_keeps_every_lightning_help(terminal, tiny_dataset, capsys, monkeypatch, tmp_path):
+    """A ``fit`` run from a terminal leaves the help of fit, validate and test kept, each the same text
+    a fresh ``--help`` builds; a fit whose output is not a terminal keeps none."""
+    import cglight.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setattr(cli, "_interactive", lambda: terminal)
+    small = ["--model.backbone.embedding_dimension", "16", "--model.backbone.num_layers", "1", "--data.batch_size", "8"]
+    assert main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--data.path", str(tiny_dataset),
+                 "--data.build", "null", *small, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"]) == 0
+    kept = {p.name.split("-")[1]: p.read_text() for p in (tmp_path / "cache" / "cglight").glob("help-*.txt")}
+    assert sorted(kept) == (["fit", "test", "validate"] if terminal else [])
+    if terminal:
+        capsys.readouterr()
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh"))
+        assert main(["validate", "--help"]) == 0
+        assert capsys.readouterr().out == kept["validate"] and "--trainer.max_epochs" in kept["fit"]
+
+
 def test_help_key_follows_the_source(tmp_path, monkeypatch):
     """Editing any cglight source file changes the key of the kept help."""
     import shutil
