@@ -99,7 +99,8 @@ class CGDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("block_frames", block_frames), ("window_frames", window_frames),
-                            ("train_block_frames", train_block_frames), ("train_frames", 1 if train_frames is None else train_frames)):
+                            ("train_block_frames", train_block_frames),
+                            ("train_frames", 1 if train_frames is None else train_frames)):
             if value < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {value}")
         if num_workers < 0:

@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("parts", nargs="+", help="directories written by `cglight prepare --part I/N`")
         elif name == "combine":
             s.add_argument("out", help="dataset directory to create (or complete, after an interruption)")
-            s.add_argument("datasets", nargs="+", help="finished datasets (each with its manifest.json), one or more systems each")
+            s.add_argument("datasets", nargs="+", help="finished datasets (each with a manifest.json), of one or more systems")
         else:
             s.add_argument("dir", help="dataset directory")
     return p
