@@ -1,7 +1,7 @@
 """``cglight``: the one console script.
 
     cglight prepare  --config configs/prepare/ala2.yaml --out data/ala2 [--frames N] [--part I/N]
-    cglight data     info DIR | verify DIR | merge OUT PART_DIR...
+    cglight data     info DIR | verify DIR | merge OUT PART_DIR... | combine OUT DATASET...
     cglight fit      --config configs/quickstart.yaml      (LightningCLI)
     cglight validate --config ... --ckpt_path ...          (LightningCLI)
     cglight test     --config ... --ckpt_path ...          (LightningCLI)
@@ -404,7 +404,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
     "evaluate": ("compare simulated and reference ensembles: TICA, KL/JS, plots, report (--config FILE)", evaluate_main),
     "diagnose": ("can the Hessian terms teach a model anything its forces do not? (--checkpoint, --data)", diagnose_main),
     "plugins": ("list the registered loss plugins", plugins_main),
-    "data": ("inspect and join datasets: info DIR, verify DIR, merge OUT PART_DIR...", data_main),
+    "data": ("inspect and join datasets: info DIR, verify DIR, merge OUT PART_DIR..., combine OUT DATASET...", data_main),
 }
 """Every subcommand: its one-line description and the function that runs it (exit status or None)."""
 

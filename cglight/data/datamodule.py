@@ -72,6 +72,10 @@ class CGDataModule(L.LightningDataModule):
             batch then holds frames of one system, as before.
         build: a ``cglight prepare`` config used to build the dataset when ``path`` has no
             manifest yet (in ``prepare_data``, by global rank 0).
+        train_frames: train on only this many of the training frames (learning curves; default: all),
+            taken in blocks of ``train_block_frames`` consecutive frames in an order set by ``seed``,
+            every system keeping its share; validation and test frames are unchanged (``cglight.data.splits``).
+        train_block_frames: consecutive frames per block of ``train_frames``.
     """
 
     def __init__(
@@ -90,9 +94,13 @@ class CGDataModule(L.LightningDataModule):
         mix_systems: bool = False,
         calibration_outliers: str = "refuse",
         build: str | None = None,
+        train_frames: int | None = None,
+        train_block_frames: int = 50,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("block_frames", block_frames), ("window_frames", window_frames)):
+        for name, value in (("batch_size", batch_size), ("block_frames", block_frames), ("window_frames", window_frames),
+                            ("train_block_frames", train_block_frames),
+                            ("train_frames", 1 if train_frames is None else train_frames)):
             if value < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {value}")
         if num_workers < 0:
@@ -107,6 +115,7 @@ class CGDataModule(L.LightningDataModule):
         self.num_workers, self.block_frames, self.window_frames = num_workers, block_frames, window_frames
         self.remainder, self.seed, self.verify_checksums = remainder, seed, verify_checksums
         self.mix_systems = mix_systems
+        self.train_frames, self.train_block_frames = train_frames, train_block_frames
         self.prepare_data_per_node = False  # one build per job: the dataset lives on a shared file system
         self.dataset: ShardDataset | None = None
         self.splits: Splits | None = None
@@ -129,7 +138,8 @@ class CGDataModule(L.LightningDataModule):
         if self.dataset is not None:
             return
         self.dataset = ShardDataset(self.path, verify_checksums=self.verify_checksums)  # checks every shard's header
-        self.splits = split_dataset(self.manifest, self.val_fraction, self.test_fraction, self.holdout_systems, str(self.path))
+        self.splits = split_dataset(self.manifest, self.val_fraction, self.test_fraction, self.holdout_systems, str(self.path),
+                                    self.train_frames, self.train_block_frames, self.seed)
 
     def _stream(self, segments: list[Segment], shuffle: bool, mix: bool | None = None) -> ShardStream:
         return ShardStream(self.path, self.manifest, segments, self.batch_size, shuffle, self.seed,

@@ -9,6 +9,12 @@ manifest's shard order), are cut into three contiguous blocks::
 A system named in ``holdout_systems`` is held out whole: all its frames are test frames, none
 are trained or validated on (transferability studies).
 
+``train_frames`` (learning curves) keeps only that many training frames: each system's training
+block is cut into blocks of ``train_block_frames`` consecutive frames, the blocks are drawn in an
+order set by ``seed`` alone, and each system keeps its share of the frames (in proportion to its
+training frames) from its first blocks in that order. The same seed gives the same frames, and a
+smaller count a subset of a larger one (one system); validation and test are not touched.
+
 A split is a list of ``Segment``\\ s, contiguous frame ranges of one shard each; nothing here
 reads HDF5.
 """
@@ -16,6 +22,8 @@ reads HDF5.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from cglight.data.manifest import Manifest
 from cglight.errors import ConfigError, DatasetError
@@ -53,12 +61,53 @@ def _take(shards: list[tuple[int, int]], system: int, begin: int, end: int) -> l
     return out
 
 
+TRAIN_SUBSET_STREAM = 0x5EB5E7
+"""Second word of the random stream that orders the training blocks of ``train_frames`` (the shuffle uses others)."""
+
+
+def _shares(frames: int, sizes: dict[int, int]) -> dict[int, int]:
+    """``frames`` split over systems in proportion to ``sizes`` (largest remainder; ties to the lower index)."""
+    total = sum(sizes.values())
+    exact = {k: frames * n / total for k, n in sizes.items()}
+    shares = {k: int(x) for k, x in exact.items()}
+    for k in sorted(exact, key=lambda k: (shares[k] - exact[k], k))[: frames - sum(shares.values())]:
+        shares[k] += 1
+    return shares
+
+
+def train_subset(train: list[Segment], frames: int, block_frames: int, seed: int, where: str = "dataset") -> list[Segment]:
+    """``frames`` of the training segments ``train`` in blocks of ``block_frames`` (see the module docstring)."""
+    total = sum(s.frames for s in train)
+    if frames < 1 or frames > total:
+        raise ConfigError(f"data.train_frames must be in [1, {total}] (the training frames of {where}), got {frames}")
+    if block_frames < 1:
+        raise ConfigError(f"data.train_block_frames must be >= 1, got {block_frames}")
+    rng = np.random.default_rng([seed, TRAIN_SUBSET_STREAM])
+    sizes: dict[int, int] = {}
+    for s in train:
+        sizes[s.system] = sizes.get(s.system, 0) + s.frames
+    chosen: list[Segment] = []
+    for system, share in _shares(frames, sizes).items():
+        blocks = [Segment(s.system, s.shard, a, min(a + block_frames, s.stop))
+                  for s in train if s.system == system for a in range(s.start, s.stop, block_frames)]
+        for i in rng.permutation(len(blocks)):
+            if share <= 0:
+                break
+            b = blocks[i]
+            chosen.append(Segment(b.system, b.shard, b.start, b.start + min(b.frames, share)))
+            share -= chosen[-1].frames
+    return sorted(chosen, key=lambda s: (s.system, s.shard, s.start))
+
+
 def split_dataset(
     manifest: Manifest,
     val_fraction: float,
     test_fraction: float,
     holdout_systems: list[str] | None = None,
     where: str = "dataset",
+    train_frames: int | None = None,
+    train_block_frames: int = 50,
+    seed: int = 0,
 ) -> Splits:
     """Cut every system into train / validation / test time blocks (see the module docstring)."""
     if not 0 < val_fraction < 1:
@@ -92,4 +141,6 @@ def split_dataset(
         test += _take(shards, s, n_train + n_val, total)
     if not train:
         raise ConfigError(f"data.holdout_systems holds out every system of {where}: nothing is left to train on")
+    if train_frames is not None:
+        train = train_subset(train, train_frames, train_block_frames, seed, where)
     return Splits(train, val, test)

@@ -1,4 +1,4 @@
-"""``cglight data``: the subcommands that inspect and join datasets (``info``, ``verify``, ``merge``)."""
+"""``cglight data``: the subcommands that inspect and join datasets (``info``, ``verify``, ``merge``, ``combine``)."""
 
 from __future__ import annotations
 
@@ -33,10 +33,18 @@ def _merge(args) -> int:
     return 0
 
 
+def _combine(args) -> int:
+    from cglight.data.combine import combine_datasets
+
+    combine_datasets(args.out, args.datasets)
+    return 0
+
+
 SUBCOMMANDS = {
     "info": (_info, "print a table of the dataset's systems (beads, frames, Hessian mode, temperature, size, shards, sampling)"),
     "verify": (_verify, "check every shard's checksum, shapes, dtypes and finite values; exit status 0 only when all is well"),
     "merge": (_merge, "join the directories of `cglight prepare --part I/N` runs into one dataset"),
+    "combine": (_combine, "join datasets of different systems (same temperature, Hessian mode and map kind) into one"),
 }
 
 
@@ -48,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "merge":
             s.add_argument("out", help="dataset directory to create (or complete)")
             s.add_argument("parts", nargs="+", help="directories written by `cglight prepare --part I/N`")
+        elif name == "combine":
+            s.add_argument("out", help="dataset directory to create (or complete, after an interruption)")
+            s.add_argument("datasets", nargs="+", help="finished datasets (each with a manifest.json), of one or more systems")
         else:
             s.add_argument("dir", help="dataset directory")
     return p

@@ -6,7 +6,8 @@ uses the pseudo-inverse ``B = Mᵀ(M Mᵀ)⁻¹``, the choice of least norm. For
 per bead, weight 1) ``M Mᵀ = I`` and ``B = Mᵀ``: the mapped force is the force on the kept atom.
 
 Built-in maps, by name: ``ca`` (one bead per residue at its CA), ``backbone`` (N, CA, C of every
-residue, plus the cap atoms bonded to the backbone: C N CA C N for alanine dipeptide) and
+residue, plus the cap atoms bonded to the backbone: C N CA C N for alanine dipeptide),
+``backbone-residue`` (the same beads, each CA typed by its residue, so that a model tells residues apart) and
 ``residue-com`` (one bead per residue at the centre of mass of all its atoms). Anything else is
 read as a map file (YAML or JSON), see :func:`read_map_file`.
 """
@@ -23,7 +24,7 @@ from cglight.errors import ConfigError
 
 CAPS = ("ACE", "NME", "NMA", "NH2")
 BEAD_TYPE_OF_NAME = {"N": 1, "CA": 2, "C": 3}
-"""Embedding index of a backbone bead, by atom name (0 is left unused)."""
+"""Embedding index of a backbone bead, by atom name (0 is left unused); ``backbone-residue`` types CA by residue."""
 AMINO_ACIDS = (
     "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
     "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL",
@@ -142,6 +143,8 @@ def _slice(topology, name: str, names_of_residue) -> CGMap:
             beads.append((_named_atom(residue, atom, f"map '{name}'"), atom, residue.name, residue.chain.index))
     if name == "backbone":
         types = [BEAD_TYPE_OF_NAME[a] for _, a, _, _ in beads]
+    elif name == "backbone-residue":
+        types = [residue_type(r) if a == "CA" else BEAD_TYPE_OF_NAME[a] for _, a, r, _ in beads]
     else:
         types = [residue_type(r) for _, _, r, _ in beads]
     return _checked(
@@ -170,7 +173,7 @@ def _checked(cg_map: CGMap) -> CGMap:
 
 
 MAPPINGS = {"ca": lambda top, masses: _slice(top, "ca", _ca_names), "backbone": lambda top, masses: _slice(top, "backbone", _backbone_names),
-            "residue-com": _residue_com}
+            "residue-com": _residue_com, "backbone-residue": lambda top, masses: _slice(top, "backbone-residue", _backbone_names)}
 """Built-in maps by name; any other value of ``mapping`` is a path to a map file."""
 ALIASES = {"ca-slice": "ca"}
 """Older names that keep working."""
@@ -190,10 +193,10 @@ def make_map(topology, masses: np.ndarray, mapping: str) -> CGMap:
 
 
 def slice_map(topology, mapping: str) -> CGMap:
-    """A built-in slice map (``ca`` or ``backbone``): one atom per bead, in chain order."""
+    """A built-in slice map (``ca``, ``backbone`` or ``backbone-residue``): one atom per bead, in chain order."""
     name = ALIASES.get(mapping, mapping)
-    if name not in ("ca", "backbone"):
-        raise ConfigError(f"unknown slice map {mapping!r}; available: ca, backbone")
+    if name not in ("ca", "backbone", "backbone-residue"):
+        raise ConfigError(f"unknown slice map {mapping!r}; available: ca, backbone, backbone-residue")
     return MAPPINGS[name](topology, np.ones(topology.getNumAtoms()))
 
 

@@ -1,4 +1,4 @@
-"""Build capped peptides (ACE-X-NME) in OpenMM from ideal internal coordinates.
+"""Build peptides in OpenMM from ideal internal coordinates: uncapped, or capped ACE-…-NME.
 
 No structure file is downloaded or shipped: heavy atoms are placed from textbook bond
 lengths, angles and backbone dihedrals (natural extension of reference frame), then
@@ -149,51 +149,77 @@ ONE_LETTER = {"A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "
 _ELEMENT = {"O": "O", "N": "N", "S": "S", "C": "C"}
 
 
-def peptide_heavy_atoms(sequence: str, phi: float = -120.0, psi: float = 130.0) -> list[_Atom]:
-    """Heavy atoms of an uncapped peptide (charged termini) as an extended chain.
-
-    Backbone from ideal bond lengths and angles, φ/ψ of a β strand (φ = −65° at prolines),
-    ω = 180°; side chains from the internal coordinates in ``_SIDE_CHAINS``; the C terminus
-    gets its second oxygen ``OXT``.
-    """
+def residue_names(sequence: str) -> list[str]:
+    """Three-letter names of a one-letter ``sequence``; ConfigError naming the position of an unknown letter."""
     from cglight.errors import ConfigError
 
+    if not sequence:
+        raise ConfigError("sequence is empty; give one-letter codes, e.g. AY")
     residues = []
     for i, letter in enumerate(sequence.upper()):
         name = ONE_LETTER.get(letter)
         if name is None or name not in _SIDE_CHAINS:
             raise ConfigError(f"sequence {sequence!r}: position {i + 1} {letter!r} is not one of {''.join(ONE_LETTER)}")
         residues.append(name)
+    return residues
+
+
+def _acetyl_cap() -> dict[str, np.ndarray]:
+    """ACE's CH3, C and O, placed as in :func:`alanine_dipeptide_heavy_atoms`."""
+    ch3 = np.array([0.0, 0.0, 0.0])
+    c0 = np.array([_C_CH3, 0.0, 0.0])
+    return {"CH3": ch3, "C": c0, "O": _place(np.array([0.0, 1.0, 0.0]), ch3, c0, _C_O, 121.0, 0.0)}
+
+
+def peptide_heavy_atoms(sequence: str, phi: float = -120.0, psi: float = 130.0, caps: bool = False) -> list[_Atom]:
+    """Heavy atoms of a peptide as an extended chain: uncapped (charged termini, the C terminus gets
+    its second oxygen ``OXT``) or, with ``caps``, ACE-…-NME (acetyl and N-methyl amide caps).
+
+    Backbone from ideal bond lengths and angles, φ/ψ of a β strand (φ = −65° at prolines),
+    ω = 180°; side chains from the internal coordinates in ``_SIDE_CHAINS``.
+    """
+    residues = residue_names(sequence)
+    first = 2 if caps else 1
     atoms: list[_Atom] = []
-    n = np.array([0.0, 0.0, 0.0])
-    ca = np.array([_N_CA, 0.0, 0.0])
-    c = _place(np.array([0.0, 1.0, 0.0]), n, ca, _CA_C, _A_N_CA_C, 0.0)
+    if caps:
+        ace = _acetyl_cap()
+        atoms += [_Atom(name, "ACE", 1, name[0], xyz) for name, xyz in ace.items()]
+        n = _place(ace["O"], ace["CH3"], ace["C"], _C_N, _A_CA_C_N, 180.0)
+        ca = _place(ace["CH3"], ace["C"], n, _N_CA, _A_C_N_CA, 180.0)
+        c = _place(ace["C"], n, ca, _CA_C, _A_N_CA_C, -65.0 if residues[0] == "PRO" else phi)
+    else:
+        n = np.array([0.0, 0.0, 0.0])
+        ca = np.array([_N_CA, 0.0, 0.0])
+        c = _place(np.array([0.0, 1.0, 0.0]), n, ca, _CA_C, _A_N_CA_C, 0.0)
     for i, name in enumerate(residues):
-        resid = i + 1
         if i > 0:
             n_new = _place(prev["N"], prev["CA"], prev["C"], _C_N, _A_CA_C_N, psi)
             ca = _place(prev["CA"], prev["C"], n_new, _N_CA, _A_C_N_CA, 180.0)
             c = _place(prev["C"], n_new, ca, _CA_C, _A_N_CA_C, -65.0 if name == "PRO" else phi)
             n = n_new
         xyz = {"N": n, "CA": ca, "C": c}
-        last = i == len(residues) - 1
-        nxt_psi = psi
-        xyz["O"] = _place(n, ca, c, _C_O, _A_CA_C_O, nxt_psi + 180.0)
-        if last:
-            xyz["OXT"] = _place(n, ca, c, 1.25, 117.0, nxt_psi)
+        xyz["O"] = _place(n, ca, c, _C_O, _A_CA_C_O, psi + 180.0)
+        if i == len(residues) - 1 and not caps:
+            xyz["OXT"] = _place(n, ca, c, 1.25, 117.0, psi)
         if name != "GLY":
             xyz["CB"] = _place(c, n, ca, _CA_CB, _A_N_CA_CB, -122.5)
         for atom, a, b, cc, bond, angle, torsion in _SIDE_CHAINS[name]:
             xyz[atom] = _place(xyz[a], xyz[b], xyz[cc], bond, angle, torsion)
         for atom, pos in xyz.items():
-            atoms.append(_Atom(atom, name, resid, _ELEMENT[atom[0]], pos))
+            atoms.append(_Atom(atom, name, first + i, _ELEMENT[atom[0]], pos))
         prev = xyz
+    if caps:
+        n_cap = _place(prev["N"], prev["CA"], prev["C"], _C_N, _A_CA_C_N, psi)
+        c_cap = _place(prev["CA"], prev["C"], n_cap, _N_CH3, _A_C_N_CA, 180.0)
+        resid = first + len(residues)
+        atoms += [_Atom("N", "NME", resid, "N", n_cap), _Atom("C", "NME", resid, "C", c_cap)]
     return atoms
 
 
-def build_peptide(sequence: str, forcefield):
-    """Return ``(topology, positions)`` of an uncapped peptide with hydrogens (extended chain)."""
-    return _with_hydrogens(peptide_heavy_atoms(sequence), forcefield)
+def build_peptide(sequence: str, forcefield, caps: bool = False):
+    """Return ``(topology, positions)`` of a peptide with hydrogens (extended chain): uncapped, or ACE-…-NME
+    with ``caps``."""
+    return _with_hydrogens(peptide_heavy_atoms(sequence, caps=caps), forcefield)
 
 
 def build_villin(forcefield):

@@ -49,7 +49,8 @@ class PrepareConfig:
     system: str = "ala2"
     """Name of the system in the manifest (and its folder in the dataset)."""
     molecule: str = "alanine-dipeptide"
-    """Built-in molecule: alanine-dipeptide, tetra-alanine, chignolin, trpcage or villin (ignored when ``pdb`` is given)."""
+    """Built-in molecule: alanine-dipeptide, tetra-alanine, chignolin, trpcage, villin, or a peptide from its one-letter
+    sequence: ``capped:AY`` (ACE-ALA-TYR-NME) or ``peptide:AY`` (uncapped, charged termini); ignored when ``pdb`` is given."""
     solvent: str = "implicit-obc"
     """For built-in molecules: ``implicit-obc`` (AMBER ff99SB-ILDN + OBC GB/SA) or ``vacuum``."""
     pdb: str | None = None
@@ -66,7 +67,7 @@ class PrepareConfig:
     constraints: str = "none"
     """OpenMM constraints: none | hbonds | allbonds | hangles; refused if they touch an atom the map uses."""
     mapping: str = "backbone"
-    """CG map: ``ca``, ``backbone``, ``residue-com``, or the path of a map file (YAML/JSON)."""
+    """CG map: ``ca``, ``backbone``, ``backbone-residue`` (CA typed by residue), ``residue-com``, or a map file (YAML/JSON)."""
     temperature: float = 300.0
     """Kelvin."""
     timestep_fs: float = 1.0

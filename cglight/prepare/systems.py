@@ -25,6 +25,20 @@ MOLECULES = {
     "trpcage": lambda ff: build_peptide("NLYIQWLKDGGPSSGRPPPS", ff),  # Trp-cage TC5b
     "villin": build_villin,  # HP35 from OpenMM's test.pdb, water and ions removed
 }
+SEQUENCE_PREFIXES = {"capped": True, "peptide": False}
+"""``molecule: capped:AY`` builds ACE-ALA-TYR-NME, ``molecule: peptide:AY`` the uncapped ALA-TYR (charged termini)."""
+
+
+def molecule_builder(molecule: str):
+    """The builder ``forcefield -> (topology, positions)`` of a built-in molecule or a ``capped:SEQ``/``peptide:SEQ`` name."""
+    prefix, _, sequence = molecule.partition(":")
+    if sequence and prefix in SEQUENCE_PREFIXES:
+        peptide.residue_names(sequence)  # an unknown letter is refused here, naming its position
+        return lambda ff: build_peptide(sequence, ff, caps=SEQUENCE_PREFIXES[prefix])
+    if molecule not in MOLECULES:
+        raise ConfigError(f"unknown molecule {molecule!r}; available: {', '.join(MOLECULES)}, capped:SEQ (ACE-SEQ-NME) or "
+                          "peptide:SEQ (uncapped) with SEQ in one-letter codes (or give 'pdb' and 'forcefield')")
+    return MOLECULES[molecule]
 SOLVENTS = {
     # name: force-field files (OpenMM ships them)
     "vacuum": ("amber99sbildn.xml",),
@@ -93,13 +107,12 @@ def build_system(molecule: str, solvent: str, pdb: str | None = None, forcefield
         topology, positions = modeller.topology, modeller.positions
         description = {"pdb": str(Path(pdb).resolve()), "forcefield": ", ".join(forcefield)}
     else:
-        if molecule not in MOLECULES:
-            raise ConfigError(f"unknown molecule {molecule!r}; available: {', '.join(MOLECULES)} (or give 'pdb' and 'forcefield')")
+        build = molecule_builder(molecule)
         if solvent not in SOLVENTS:
             raise ConfigError(f"unknown solvent {solvent!r}; available: {', '.join(SOLVENTS)}")
         files = list(forcefield) if forcefield else list(SOLVENTS[solvent])
         ff = _forcefield(files, f"molecule {molecule}")
-        topology, positions = MOLECULES[molecule](ff)
+        topology, positions = build(ff)
         description = {"molecule": molecule, "solvent": solvent, "forcefield": ", ".join(files)}
     periodic = topology.getPeriodicBoxVectors() is not None
     kinds = {"none": None, "hbonds": app.HBonds, "allbonds": app.AllBonds, "hangles": app.HAngles}

@@ -1,0 +1,36 @@
+"""The comparison protocols as configs (configs/compare/): every file they name exists, and each parses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cglight.cli import main
+from cglight.evaluate.config import EvaluateConfig
+from cglight.simulate.config import SimulateConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOLS = ["peptides", "chignolin", "trpcage", "villin"]
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_protocol_config_names_files_that_parse(name, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    compare = yaml.safe_load((ROOT / "configs/compare" / f"{name}.yaml").read_text())
+    for key in ("fit", "simulate", "evaluate"):
+        assert (ROOT / compare[key]).is_file(), compare[key]
+    SimulateConfig(**yaml.safe_load((ROOT / compare["simulate"]).read_text()))
+    evaluate = EvaluateConfig(**yaml.safe_load((ROOT / compare["evaluate"]).read_text()))
+    fit_args = [a for a in compare["fit_args"] if a != "--trainer.enable_progress_bar" and a != "false"]
+    assert main(["fit", "--config", compare["fit"], *fit_args, "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["path"] == yaml.safe_load((ROOT / compare["simulate"]).read_text())["starts"]
+    if name == "peptides":
+        assert printed["data"]["mix_systems"] and len(printed["data"]["holdout_systems"]) >= 2
+        assert set(evaluate.systems) == set(printed["data"]["holdout_systems"])  # judged on held-out peptides only
+    else:
+        assert printed["trainer"]["strategy"] == "ddp" and str(printed["trainer"]["devices"]) == "4"
+        assert evaluate.reference == f"data/{name}-reference" and (ROOT / f"configs/prepare/{name}-reference.yaml").is_file()
+        assert printed["data"]["build"] == f"configs/prepare/{name}.yaml"
