@@ -142,7 +142,7 @@ class HVPLoss(LossTerm):
         fluctuation identity ``β E[Var(f|R)] = tr⟨BᵀHB⟩ − tr ∇²U`` with the model's Hessian
         (Hutchinson traces ``vᵀ(BᵀHB)v`` and ``vᵀ∇²U_θ v``): the floor of ``force_raw``."""
         target_sq, model_sq = target.detach().pow(2).mean(), model_hv.pow(2).mean()
-        parts = {"target_sq": target_sq, "model_sq": model_sq, "noise_sq": target_sq - model_sq}
+        parts = {"target_sq": target_sq, self.MODEL_SQ: model_sq, "noise_sq": target_sq - model_sq}
         if self.covariance:
             trace_gap = ((hv - model_hv) * v).sum(-1).mean(0)  # [B]
             parts["force_noise"] = (trace_gap / (batch[keys.BETA] * v.shape[-1])).mean().detach()
