@@ -1,4 +1,4 @@
-"""Units used everywhere in cglight (see architecture.md): Å, kcal/mol, K, ps.
+"""Units used everywhere in cglight (see docs/architecture.md): Å, kcal/mol, K, ps.
 
 OpenMM works in nm and kJ/mol; the conversion factors live here and nowhere else.
 """
