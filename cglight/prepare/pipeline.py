@@ -35,7 +35,7 @@ from cglight.prepare.mapping import CGMap, make_map
 from cglight.prepare.reference import as_stored, langevin_frames, make_context, read_dcd, read_trajectory, replica_seed
 from cglight.prepare.systems import build_system, check_constraints, pdb_text
 from cglight.progress import progress
-from cglight.units import NM_TO_ANGSTROM
+from cglight.units import NM_TO_ANGSTROM, fs_to_ps
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def _setup(config: PrepareConfig, root: Path, work: WorkDir, aa, cg_map, availab
     ref = root / config.system / "reference"
     atomic_write_text(ref / "system.xml", XmlSerializer.serialize(aa.system))
     atomic_write_text(ref / "topology.pdb", pdb_text(aa.topology, aa.positions))
-    dt_ps = config.timestep_fs * config.stride_steps / 1000.0 if not config.trajectory else None
+    dt_ps = fs_to_ps(config.timestep_fs * config.stride_steps) if not config.trajectory else None
     reference = {
         "topology": f"{config.system}/reference/topology.pdb",
         "trajectory": plan["replicas"][0]["path"],
@@ -278,10 +278,10 @@ def _context(job: _Job, platform: str):
 
 
 def _topology(job: _Job):
-    from openmm import app
+    from openmm import app, unit
 
     pdb = app.PDBFile(str(Path(job.root) / job.config.system / "reference" / "topology.pdb"))
-    return pdb.topology, np.asarray(pdb.getPositions(asNumpy=True)._value, dtype=np.float64)
+    return pdb.topology, np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
 
 
 def _run_replica(job: _Job, replica: int, tick: Tick) -> dict:
@@ -301,7 +301,7 @@ def _run_replica(job: _Job, replica: int, tick: Tick) -> dict:
         frames = langevin_frames(system, positions, c.temperature, c.timestep_fs, c.friction_per_ps, c.equilibration_ps,
                                  entry["frames"], c.stride_steps, replica_seed(c.seed, replica), c.md_platform or c.platform,
                                  c.heat_temperature, c.heat_ps)
-        dt_ps = c.timestep_fs * c.stride_steps / 1000.0
+        dt_ps = fs_to_ps(c.timestep_fs * c.stride_steps)
     path = root / entry["path"]
     tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)
