@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cglight.losses.targets import covariance_corrected_hvp, projected_hvp
+from cglight.losses.hessian import hvp_cov_target
 
 BETA = 1.7
 
@@ -34,8 +34,8 @@ def _target_matrices(k, m, b, x, model_hessian):
     for i in range(d):
         v = torch.zeros(s, d, dtype=torch.float64)
         v[:, i] = 1.0
-        hv = projected_hvp(hessian, v)
-        cov_cols.append(covariance_corrected_hvp(hv, f, mean_force, v, beta))
+        hv = torch.einsum("bij,bj->bi", hessian, v)  # (BᵀHB) v
+        cov_cols.append(hvp_cov_target(hv, f, mean_force, v, beta, "uncentered"))
         hvp_cols.append(hv)
     return torch.stack(cov_cols, -1).numpy(), torch.stack(hvp_cols, -1).numpy()
 
@@ -97,7 +97,8 @@ def test_hvp_cov_target_matches_pmf_curvature_of_double_well():
     f = torch.from_numpy(-du)[:, None]
     mean_force = torch.from_numpy(-np.interp(x1, grid, dpmf))[:, None]
     v = torch.ones_like(f)
-    target = covariance_corrected_hvp(torch.from_numpy(d2u)[:, None], f, mean_force, v, torch.full((n,), BETA, dtype=torch.float64))
+    target = hvp_cov_target(torch.from_numpy(d2u)[:, None], f, mean_force, v, torch.full((n,), BETA, dtype=torch.float64),
+                            "uncentered")
     target = target.numpy()[:, 0]
     exact = np.interp(x1, grid, d2pmf)
     checked = 0
