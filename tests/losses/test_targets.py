@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cglight.gaussian_oracle import GaussianSystem
 from cglight.losses.hessian import hvp_cov_target
 
 BETA = 1.7
@@ -46,8 +47,9 @@ def test_hvp_cov_target_mean_is_pmf_hessian_of_gaussian(other_force_map):
     if other_force_map:  # any B with M B = I gives the same conditional mean
         b = b + (np.eye(12) - b @ m) @ rng.normal(scale=0.3, size=(12, 6))
         assert np.allclose(m @ b, np.eye(6))
-    pmf_hessian = np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
-    x = rng.multivariate_normal(np.zeros(12), np.linalg.inv(k) / BETA, size=100_000)
+    system = GaussianSystem(k, m, b, BETA)
+    pmf_hessian = system.pmf_hessian()
+    x = system.sample(rng, 100_000)
     per_frame, hvp = _target_matrices(k, m, b, x, pmf_hessian)
     mean = per_frame.mean(0)
     se = per_frame.std(0) / np.sqrt(len(per_frame))
