@@ -4,7 +4,8 @@
 
 All-atom: 6 atoms in 3-D on a chain of stiff springs plus weak random couplings,
 ``u = ½ xᵀ K x``. CG: the slice map keeping atoms 0, 2 and 4 (9 coordinates). The PMF is
-quadratic with Hessian ``P = (M K⁻¹ Mᵀ)⁻¹`` (docs/method.md §10.1; ``cglight.gaussian_oracle``). A small MLP potential is trained
+quadratic with Hessian ``P = (M K⁻¹ Mᵀ)⁻¹`` (docs/method.md §10.1;
+``cglight.gaussian_oracle``). A small MLP potential is trained
 on exact samples with the shipped loss classes, and its Hessian at held-out points is compared
 with ``P`` (relative Frobenius error, mean over 64 points). Force matching constrains only the
 gradient, so its curvature error stays large; ``hvp_cov`` matches the curvature directly.

@@ -120,7 +120,7 @@ def layer_of(name: str) -> int:
     for index, (_, units) in enumerate(LAYERS):
         if u in units:
             return index
-    raise AssertionError(f"{name}: unit {u!r} is in no layer of tests/test_architecture.py LAYERS (add it, and to docs/architecture.md)")
+    raise AssertionError(f"{name}: unit {u!r} is in no layer of LAYERS (add it here and to docs/architecture.md)")
 
 
 def violations(imports: list[Import]) -> list[str]:
