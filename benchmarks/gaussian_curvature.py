@@ -4,7 +4,8 @@
 
 All-atom: 6 atoms in 3-D on a chain of stiff springs plus weak random couplings,
 ``u = ½ xᵀ K x``. CG: the slice map keeping atoms 0, 2 and 4 (9 coordinates). The PMF is
-quadratic with Hessian ``P = (M K⁻¹ Mᵀ)⁻¹`` (docs/method.md §10.1). A small MLP potential is trained
+quadratic with Hessian ``P = (M K⁻¹ Mᵀ)⁻¹`` (docs/method.md §10.1;
+``cglight.gaussian_oracle``). A small MLP potential is trained
 on exact samples with the shipped loss classes, and its Hessian at held-out points is compared
 with ``P`` (relative Frobenius error, mean over 64 points). Force matching constrains only the
 gradient, so its curvature error stays large; ``hvp_cov`` matches the curvature directly.
@@ -20,39 +21,8 @@ import torch
 from torch import nn
 
 from cglight.data import keys
+from cglight.gaussian_oracle import spring_chain
 from cglight.losses import ModelOutput, Objective
-
-BETA = 1.0 / (0.0019872041 * 300.0)
-
-
-def gaussian_system(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    chain = np.zeros((6, 6))
-    for i in range(5):
-        chain[[i, i + 1], [i, i + 1]] += 40.0
-        chain[i, i + 1] -= 40.0
-        chain[i + 1, i] -= 40.0
-    a = rng.normal(size=(18, 18))
-    k = np.kron(chain + 2.0 * np.eye(6), np.eye(3)) + 2.0 * a @ a.T / 18  # kcal/mol/Å²
-    m = np.kron(np.eye(6)[[0, 2, 4]], np.eye(3))
-    return rng, k, m, m.T
-
-
-def pmf_hessian(k: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """The exact CG Hessian of the Gaussian: the inverse of the mapped covariance, ``(M K⁻¹ Mᵀ)⁻¹``."""
-    return np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
-
-
-def samples(rng, k, m, b, n):
-    x = rng.multivariate_normal(np.zeros(18), np.linalg.inv(k) / BETA, size=n)
-    f = lambda a: torch.from_numpy(a).float()  # noqa: E731
-    return {
-        keys.POS: f((x @ m.T).reshape(n, 3, 3)),
-        keys.FORCES: f((-(x @ k) @ b).reshape(n, 3, 3)),
-        keys.HESSIAN: f(b.T @ k @ b).expand(n, 9, 9).contiguous(),
-        keys.BETA: torch.full((n,), BETA),
-    }
-
 
 def hessian_error(model: "MLPPotential", test: torch.Tensor, pmf: np.ndarray) -> float:
     """Mean relative Frobenius error of the model Hessian against ``pmf`` over ``test`` points."""
@@ -123,17 +93,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1600, help="optimizer steps per run (the same budget for every size)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rng, k, m, b = gaussian_system()
-    pmf = pmf_hessian(k, m)
-    bare = b.T @ k @ b
+    rng, system = spring_chain()
+    pmf, bare = system.pmf_hessian(), system.bare_hessian()
     print(f"PMF Hessian vs bare BᵀKB: relative difference {np.linalg.norm(bare - pmf) / np.linalg.norm(pmf):.2f}")
-    test = samples(rng, k, m, b, 64)[keys.POS]
+    test = system.batch(system.sample(rng, 64))[keys.POS]
     configs = {"force": {"force": {"weight": 1.0}}, "force + hvp (w=1)": {"force": {"weight": 1.0}, "hvp": {"weight": 1.0, "probes": 4}}}
     for w in (1.0, 3.0, 30.0):
         configs[f"force + hvp_cov (w={w:g})"] = {"force": {"weight": 1.0}, "hvp_cov": {"weight": w, "probes": 4}}
     print(f"{'frames':>7} {'losses':<24} {'Hessian error':>14} {'force RMSE':>11} {'time (s)':>9}")
     for n in args.frames:
-        data = samples(rng, k, m, b, n)
+        data = system.batch(system.sample(rng, n))
         for name, losses in configs.items():
             t = time.perf_counter()
             model = train(losses, data, args.steps)

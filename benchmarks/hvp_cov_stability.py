@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from cglight.data import keys
+from cglight.gaussian_oracle import spring_chain
 from cglight.losses import Objective
-from gaussian_curvature import BETA, gaussian_system, hessian_error, pmf_hessian, samples, train
+from gaussian_curvature import hessian_error, train
 
 
 def first_alarm(ratios: list[float], losses: list[float], limit: float = 1.0, max_loss: float = 100.0, patience: int = 10) -> int | None:
@@ -48,13 +49,13 @@ def main() -> None:
     parser.add_argument("--estimators", nargs="+", default=["uncentered", "centered"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rng, k, m, b = gaussian_system()
-    pmf = pmf_hessian(k, m)
-    data = samples(rng, k, m, b, args.frames)
-    test = samples(rng, k, m, b, 64)[keys.POS]
+    rng, system = spring_chain()
+    pmf = system.pmf_hessian()
+    data = system.batch(system.sample(rng, args.frames))
+    test = system.batch(system.sample(rng, 64))[keys.POS]
     objective = Objective({"force": {}, "hvp_cov": {}})
     scales = objective.calibrate([data])
-    sigma = np.linalg.inv(pmf) / BETA
+    sigma = np.linalg.inv(pmf) / system.beta
     w_star = scales["hvp_cov"] / scales["force"] * np.linalg.eigvalsh(sigma).min()
     print(f"s_F = {scales['force']:.4g} (kcal/mol/Å)², s_H = {scales['hvp_cov']:.4g} (kcal/mol/Å²)², "
           f"λ(Σ) in [{np.linalg.eigvalsh(sigma).min():.3g}, {np.linalg.eigvalsh(sigma).max():.3g}] Å²")

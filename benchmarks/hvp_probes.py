@@ -19,7 +19,8 @@ import time
 import torch
 
 from cglight.data import keys
-from gaussian_curvature import gaussian_system, hessian_error, pmf_hessian, samples, train
+from cglight.gaussian_oracle import spring_chain
+from gaussian_curvature import hessian_error, train
 
 
 def main() -> None:
@@ -32,10 +33,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rng, k, m, b = gaussian_system()
-    pmf = pmf_hessian(k, m)
-    data = samples(rng, k, m, b, args.frames)
-    test = samples(rng, k, m, b, 64)[keys.POS]
+    rng, system = spring_chain()
+    pmf = system.pmf_hessian()
+    data = system.batch(system.sample(rng, args.frames))
+    test = system.batch(system.sample(rng, 64))[keys.POS]
     runs = [("force", 0, 0.0, {"force": {"weight": 1.0}})]
     for method, rho in (("autograd", args.rho_exact), ("finite_difference", args.rho_fd)):
         for probes in (1, 2, 4):

@@ -88,9 +88,10 @@ def main() -> None:
 
     from cglight.evaluate.curvature import curvature_report, subspace_basis
     from cglight.prepare.pmf_hessian import conditional_pmf_hessian
+    from cglight.units import NM_TO_ANGSTROM
 
     system, x0, mapped = configuration()
-    basis = subspace_basis(x0[mapped] * 10.0, [[0, 1], [1, 2], [2, 3], [3, 4]])
+    basis = subspace_basis(x0[mapped] * NM_TO_ANGSTROM, [[0, 1], [1, 2], [2, 3], [3, 4]])
     print(f"alanine dipeptide, one configuration, {args.samples} samples {args.stride_fs:g} fs apart\n")
     print(f"{'sampler':<9} {'dt fs':>6} {'accept':>7} {'Var(f) per comp.':>18} {'soft eigenvalues':>28} {'stiff trace':>14} "
           f"{'T_conf (K)':>12} {'s':>5}")

@@ -33,6 +33,7 @@ from cglight.prepare.hessian import ProjectedHessian
 from cglight.prepare.mapping import make_map
 from cglight.prepare.reference import langevin_frames, make_context, replica_seed
 from cglight.prepare.systems import SOLVENTS, build_system, pdb_text
+from cglight.units import fs_to_ps, steps_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def recipe(name: str, frames: int, md_ps: float) -> dict:
     md_platform = c.md_platform or c.platform
     stride_fs = 10.0
     steps = int(round(stride_fs / c.timestep_fs))
-    n_samples = int(md_ps * 1000 / stride_fs)
+    n_samples = steps_in(md_ps, stride_fs)
     t0 = time.perf_counter()
     xs = np.stack(list(langevin_frames(aa.system, aa.positions, c.temperature, c.timestep_fs, c.friction_per_ps, 1.0,
                                        n_samples, steps, replica_seed(c.seed, 0), md_platform)))
@@ -83,12 +84,12 @@ def recipe(name: str, frames: int, md_ps: float) -> dict:
 
     def force_acf(lag_ps: float) -> float:
         """<f(t)·f(t+lag)> / <|f|²> of the mapped forces (NaN when the run is too short)."""
-        lag = int(round(lag_ps * 1000 / stride_fs))
+        lag = steps_in(lag_ps, stride_fs)
         if lag >= len(forces) // 2:
             return float("nan")
         return float((forces[:-lag] * forces[lag:]).sum(1).mean() / (forces * forces).sum(1).mean())
 
-    stride_ps = c.stride_steps * c.timestep_fs / 1000
+    stride_ps = fs_to_ps(c.stride_steps * c.timestep_fs)
     frames_x = xs[:: max(1, len(xs) // frames)][:frames]
     probe = ProjectedHessian(hess_ctx, b, c.hessian_eps_nm, "full")
     t = time.perf_counter()

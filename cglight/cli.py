@@ -192,6 +192,7 @@ def _lightning_main(argv: list[str]) -> int | None:
             from cglight.model.progress_bar import bars_on_stderr  # not before: --help would list it as a callback
 
             bars_on_stderr(self.trainer)
+            self.datamodule.dataset_builder = _build_missing_dataset
             last.extend(c for c in self.trainer.callbacks if isinstance(c, LastCheckpoint))
 
     try:
@@ -213,6 +214,13 @@ def _lightning_main(argv: list[str]) -> int | None:
     except SIGTERMException:  # SIGTERM or SIGINT: last.ckpt is saved (the callback said where); not finished
         return 128 + int(last[0].interrupted if last and last[0].interrupted else signal.SIGTERM)
     return None
+
+
+def _build_missing_dataset(build: str, path) -> None:
+    """``data.build``: the command layer builds a missing dataset (``data/`` does not import ``prepare/``)."""
+    from cglight.prepare.config_file import build_missing_dataset
+
+    build_missing_dataset(build, path)
 
 
 def _logs_under_root_dir(trainer) -> None:

@@ -36,7 +36,7 @@ A backbone (``model.backbone.name: my_package.MyNet``) is checked the same way::
 
 which runs it on a random chain of beads: one energy per frame, frames independent, rotation and
 translation invariance, forces and Hessian-vector products against float64 finite differences,
-and float32 against float64 within :data:`FLOAT32_TOLERANCE`.
+and float32 against float64 within :data:`FLOAT32_TOLERANCES` (``backbone``).
 """
 
 from __future__ import annotations
@@ -106,8 +106,14 @@ def synthetic_batch(frames: int = 4, beads: int = 5, seed: int = 0) -> dict[str,
 FLOAT32_TOLERANCES = {
     "exact": {"loss": 1e-5, "parts": 1e-5, "gradient": 1e-5},
     "finite_difference": {"loss": 1e-3, "parts": 1e-3, "gradient": 3e-3},
+    "backbone": {"energy": 1e-5, "forces": 1e-4, "hvp": 1e-3},
 }
-"""Largest relative differences allowed between a loss computed in float32 and in float64 (same
+"""Largest relative differences allowed between float32 and float64.
+
+``backbone`` (:class:`BackboneTests`): of a backbone's energy, forces and HVP, relative to the largest
+float64 magnitude of the quantity (float32 has ~7 digits; each derivative loses some).
+
+``exact`` and ``finite_difference`` (:class:`LossPrecisionTests`), a loss computed in both (same
 batch, model and probes): of the loss value, of each logged part, and of the parameter gradient
 (in norm). ``finite_difference`` applies to losses with ``method = "finite_difference"`` (their
 HVPs difference forces, which loses digits in float32), ``exact`` to all others. Measured on
@@ -271,11 +277,6 @@ def assert_hvp_matches_fd(fn, x: Tensor, v: Tensor | None = None, eps: float = 1
     assert err <= rtol * scale, f"HVP differs from a finite difference of gradients by {err:.3g} (scale {scale:.3g})"
 
 
-FLOAT32_TOLERANCE = {"energy": 1e-5, "forces": 1e-4, "hvp": 1e-3}
-"""Largest difference between a float32 and a float64 evaluation of the same backbone, relative to
-the largest float64 magnitude of the quantity (float32 has ~7 digits; each derivative loses some)."""
-
-
 # ---------------------------------------------------------------- backbone conformance
 def backbone_energy(backbone: nn.Module, z: Tensor):
     """``pos [F, n, 3] -> total energy`` of ``backbone`` for bead types ``z [n]`` (the backbone interface)."""
@@ -295,7 +296,7 @@ class BackboneTests:
     float32 here). The tests check, on a random chain of ``n_beads`` beads: one energy per frame,
     frames independent of each other in a batch, invariance under rotation and translation, forces
     and HVPs against float64 finite differences, and float32 against float64 within
-    :data:`FLOAT32_TOLERANCE`. Set ``invariant = False`` for a backbone that is not meant to be.
+    :data:`FLOAT32_TOLERANCES` (``backbone``). Set ``invariant = False`` for a backbone that is not meant to be.
     """
 
     n_beads: int = 6
@@ -350,7 +351,7 @@ class BackboneTests:
             (hv,) = torch.autograd.grad(g, p, grad_outputs=v.to(dtype))
             values[dtype] = {"energy": e.detach(), "forces": -g.detach(), "hvp": hv.detach()}
         for name in ("energy", "forces", "hvp"):
-            tol = FLOAT32_TOLERANCE[name]
+            tol = FLOAT32_TOLERANCES["backbone"][name]
             ref, low = values[torch.float64][name], values[torch.float32][name].double()
             err = float((ref - low).abs().max() / ref.abs().max())
             assert err <= tol, f"{name}: float32 differs from float64 by {err:.2e} (relative), tolerance {tol:.0e}"

@@ -3,7 +3,8 @@
 Lightning's hooks, in the order Lightning calls them:
 
 - ``prepare_data`` (global rank 0 only, the other ranks wait at Lightning's barrier): a missing
-  dataset is built with ``cglight prepare`` from ``data.build``.
+  dataset is built from ``data.build`` by ``dataset_builder``, which the ``cglight`` command sets
+  (``data/`` does not import ``prepare/``: docs/architecture.md).
 - ``setup`` (every rank): the manifest is read and every shard's header checked (shapes, dtypes,
   openable, sha256 unless ``verify_checksums`` is false), so a missing, truncated, changed or mismatched shard stops every rank
   with an error naming the file before training starts. The splits are made (``splits.py``).
@@ -23,7 +24,7 @@ manifest's systems) and ``calibration_batches(frames)``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ from cglight.data.stream import REMAINDER, ShardStream, StreamLoader, StreamPosi
 from cglight.errors import ConfigError, DatasetError
 
 log = logging.getLogger("cglight")
+
+DatasetBuilder = Callable[[str, Path], None]
+"""``builder(build, path)``: build the dataset at ``path`` from the ``cglight prepare`` config file ``build``."""
 
 
 class CGDataModule(L.LightningDataModule):
@@ -71,7 +75,7 @@ class CGDataModule(L.LightningDataModule):
             ``cglight.data.mixed``, which ``CGPotential`` splits per system). Off by default: a
             batch then holds frames of one system, as before.
         build: a ``cglight prepare`` config used to build the dataset when ``path`` has no
-            manifest yet (in ``prepare_data``, by global rank 0).
+            manifest yet (in ``prepare_data``, by global rank 0, with :attr:`dataset_builder`).
         train_frames: train on only this many of the training frames (learning curves; default: all),
             taken in blocks of ``train_block_frames`` consecutive frames in an order set by ``seed``,
             every system keeping its share; validation and test frames are unchanged (``cglight.data.splits``).
@@ -122,17 +126,17 @@ class CGDataModule(L.LightningDataModule):
         self.position = StreamPosition()
         self._epoch = 0
         self._manifest: Manifest | None = None
+        self.dataset_builder: DatasetBuilder | None = None
+        """What builds a missing dataset from ``build``; the ``cglight`` command sets it (to ``cglight prepare``)."""
 
     # ----------------------------------------------------------------- Lightning hooks
     def prepare_data(self) -> None:
         if (self.path / MANIFEST).is_file() or self.build is None:
             return
-        from cglight.prepare.config_file import load_prepare_config
-        from cglight.prepare.pipeline import prepare_dataset
-
-        config = load_prepare_config(self.build)
-        log.info("dataset %s not found: building it first from %s (%d frames)", self.path, self.build, config.frames)
-        prepare_dataset(config, self.path, overwrite=False)
+        if self.dataset_builder is None:
+            raise ConfigError(f"data.build: {self.path} holds no dataset and no builder was given; the cglight command "
+                              f"builds it, or run `cglight prepare --config {self.build} --out {self.path}` first")
+        self.dataset_builder(self.build, self.path)
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:

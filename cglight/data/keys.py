@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Shard datasets (architecture.md, shard format version 1).
+# Shard datasets (docs/architecture.md, docs/data.md; shard format version 1).
 POS = "pos"  # [F, n, 3] CG coordinates, Å
 FORCES = "forces"  # [F, n, 3] mapped AA forces, kcal/mol/Å
 HESSIAN = "hessian"  # [F, 3n, 3n] projected AA Hessian, kcal/mol/Å²

@@ -44,6 +44,9 @@ class LossTerm(nn.Module):
     """True for terms that pull the model forces towards the mean force (``force``)."""
     needs_fitted_forces: ClassVar[bool] = False
     """True for terms whose target uses the model's own forces (``hvp_cov``)."""
+    MODEL_SQ: ClassVar[str] = "model_sq"
+    """The logged part (``<stage>/<name>/model_sq``) holding the mean square of the model's prediction, for
+    terms that log it (the HVP terms); read against :meth:`scale_ratio` by the runaway guard."""
 
     def __init__(self, normalize: bool = True) -> None:
         super().__init__()
@@ -72,6 +75,11 @@ class LossTerm(nn.Module):
     @property
     def calibrated(self) -> bool:
         return not bool(torch.isnan(self.scale))
+
+    def scale_ratio(self, mean_square: float) -> float:
+        """``mean_square`` over the term's calibrated normalisation (its target's second moment; NaN before
+        calibration): e.g. the logged :attr:`MODEL_SQ` part, which stays well below 1 near the PMF Hessian."""
+        return float(mean_square) / float(self.scale)
 
     def check_batch(self, batch: Mapping[str, Tensor], name: str | None = None) -> None:
         missing = [k for k in self.required_keys if k not in batch]

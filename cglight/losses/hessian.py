@@ -11,13 +11,37 @@ from cglight.data import keys
 from cglight.errors import ConfigError, PluginError
 from cglight.losses.base import LossResult, LossTerm, ModelOutput
 from cglight.losses.probes import PROBE_KINDS, draw_probes
-from cglight.losses.targets import centered_covariance_correction, covariance_correction
 
 HVP_METHODS = ("autograd", "finite_difference")
 ESTIMATORS = ("uncentered", "centered")
 FD_EPS_ONE_SIDED = 3.0e-4
 """Å; the float32 optimum measured by benchmarks/hvp_fd_bias.py (docs/hvp.md)."""
 FD_EPS_CENTRAL = 1.0e-3
+
+
+def covariance_correction(forces: Tensor, model_forces: Tensor, v: Tensor, beta: Tensor) -> Tensor:
+    """``β [(f·v) f − (F_θ·v) F_θ]`` with ``F_θ`` detached (no gradient flows through it).
+    Shapes: vectors ``[B, 3n]``, ``beta [B]``."""
+    model_forces = model_forces.detach()
+    fv = (forces * v).sum(-1, keepdim=True)
+    mv = (model_forces * v).sum(-1, keepdim=True)
+    return beta[:, None] * (fv * forces - mv * model_forces)
+
+
+def centered_covariance_correction(forces: Tensor, model_forces: Tensor, v: Tensor, beta: Tensor) -> Tensor:
+    """``β ((f − F_θ)·v) (f − F_θ)`` with ``F_θ`` detached: the covariance of the mapped force about
+    the model's mean force. Its conditional mean differs from that of :func:`covariance_correction`
+    only by ``β (F̄ − F_θ)(F̄ − F_θ)ᵀ v``, second order in the model's force error."""
+    d = forces - model_forces.detach()
+    return beta[:, None] * (d * v).sum(-1, keepdim=True) * d
+
+
+def hvp_cov_target(hv: Tensor, forces: Tensor, model_forces: Tensor, v: Tensor, beta: Tensor,
+                   estimator: str = "centered") -> Tensor:
+    """The per-frame ``hvp_cov`` target (docs/method.md §3–4) given ``hv = (BᵀHB) v``: ``hv`` minus the
+    ``centered`` or ``uncentered`` covariance correction."""
+    correction = centered_covariance_correction if estimator == "centered" else covariance_correction
+    return hv - correction(forces, model_forces, v, beta)
 
 
 class HVPLoss(LossTerm):
@@ -121,12 +145,10 @@ class HVPLoss(LossTerm):
             return hv
         f = batch[keys.FORCES].flatten(1)
         m = torch.zeros_like(f) if model_forces is None else model_forces
-        if self.estimator == "centered":
-            return hv - centered_covariance_correction(f, m, v, batch[keys.BETA])
-        return hv - covariance_correction(f, m, v, batch[keys.BETA])
+        return hvp_cov_target(hv, f, m, v, batch[keys.BETA], self.estimator)
 
     def forward(self, batch: Mapping[str, Tensor], output: ModelOutput) -> LossResult:
-        model_forces = output.forces.flatten(1)  # detached by the target functions (targets.py), and only there
+        model_forces = output.forces.flatten(1)  # detached by the target functions above, and only there
         v, hv = self._probe_pairs(batch, model_forces)
         target = torch.stack([self._target(hv[k], v[k], batch, model_forces) for k in range(len(v))])
         model_hv = self._model_hvp(output, v)
@@ -142,7 +164,7 @@ class HVPLoss(LossTerm):
         fluctuation identity ``β E[Var(f|R)] = tr⟨BᵀHB⟩ − tr ∇²U`` with the model's Hessian
         (Hutchinson traces ``vᵀ(BᵀHB)v`` and ``vᵀ∇²U_θ v``): the floor of ``force_raw``."""
         target_sq, model_sq = target.detach().pow(2).mean(), model_hv.pow(2).mean()
-        parts = {"target_sq": target_sq, "model_sq": model_sq, "noise_sq": target_sq - model_sq}
+        parts = {"target_sq": target_sq, self.MODEL_SQ: model_sq, "noise_sq": target_sq - model_sq}
         if self.covariance:
             trace_gap = ((hv - model_hv) * v).sum(-1).mean(0)  # [B]
             parts["force_noise"] = (trace_gap / (batch[keys.BETA] * v.shape[-1])).mean().detach()

@@ -1,4 +1,5 @@
-"""A callback that draws the training and validation curves of every loss term at the end of fit.
+"""A callback that draws the run's pictures next to its log: the fitted priors when training starts
+(``priors.png``, :mod:`cglight.energy.prior_plot`) and the loss curves at the end of fit.
 
 The picture is written next to the CSV log (``runs/cglight/version_N/loss_curves.png``): one
 panel per loss term on a log axis, the training loss per logged step (faint: one batch each) with
@@ -24,6 +25,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from cglight.data import mixed
+from cglight.energy.prior_plot import plot_priors
 
 log = logging.getLogger("cglight")
 
@@ -34,6 +36,18 @@ PRIORS_ONLY = "priors_only"
 PRIORS_ONLY_LABEL = "priors only (step 0; validation frames, network off)"
 NORMALISED_LABEL = "loss / target mean square\n(dimensionless; 1 = predicting zero)"
 RAW_LABEL = "loss (physical units²; not normalised)"
+PRIORS_PNG = "priors.png"
+
+
+def csv_logger(trainer: Trainer) -> CSVLogger | None:
+    """The trainer's CSV logger (the one that writes ``metrics.csv``), if it has one."""
+    return next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+
+
+def log_folder(trainer: Trainer) -> Path | None:
+    """Where the run's files go: the CSV logger's folder, else the first logger's; None without a logger."""
+    logger = csv_logger(trainer) or (trainer.loggers[0] if trainer.loggers else None)
+    return None if logger is None or logger.log_dir is None else Path(logger.log_dir)
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -135,28 +149,33 @@ def priors_only_losses(pl_module: LightningModule, batches: Iterable[Mapping], l
 
 
 class LossCurves(Callback):
-    """Write ``<csv log dir>/<filename>`` when training ends (needs the CSV logger).
+    """Write ``<csv log dir>/<filename>`` when training ends (needs the CSV logger), and ``priors.png``
+    when it starts.
 
     Args:
-        enabled: draw the picture.
+        enabled: draw the loss curves.
         filename: name of the PNG written next to ``metrics.csv``.
         priors_only: before the first optimiser step of a new run, compute every term with the
             network switched off on the validation frames (one extra validation pass) and log it as
             ``priors_only/<term>`` at step 0.
+        priors_picture: write ``priors.png`` (the priors fitted in this run against the data) next to the
+            log (the CSV logger's folder, else the first logger's) when training starts.
     """
 
-    def __init__(self, enabled: bool = True, filename: str = "loss_curves.png", priors_only: bool = True) -> None:
-        self.enabled, self.filename, self.priors_only = enabled, filename, priors_only
-
-    @staticmethod
-    def _csv_logger(trainer: Trainer) -> CSVLogger | None:
-        return next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+    def __init__(self, enabled: bool = True, filename: str = "loss_curves.png", priors_only: bool = True,
+                 priors_picture: bool = True) -> None:
+        self.enabled, self.filename, self.priors_only, self.priors_picture = enabled, filename, priors_only, priors_picture
 
     @rank_zero_only
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        csv_logger = self._csv_logger(trainer)
+        if self.priors_picture:
+            draw_priors(trainer, pl_module)
+        self._priors_only(trainer, pl_module)
+
+    def _priors_only(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        csv = csv_logger(trainer)
         dm = trainer.datamodule
-        if not (self.enabled and self.priors_only and csv_logger is not None and trainer.global_step == 0):
+        if not (self.enabled and self.priors_only and csv is not None and trainer.global_step == 0):
             return
         if not (len(getattr(getattr(pl_module, "core", None), "priors", ())) and hasattr(dm, "val_dataloader")):
             return
@@ -165,7 +184,7 @@ class LossCurves(Callback):
             return
         values = priors_only_losses(pl_module, dm.val_dataloader(), limit if isinstance(limit, int) else None)
         if values:
-            csv_logger.log_metrics({f"{PRIORS_ONLY}/{k}": v for k, v in values.items()}, step=0)
+            csv.log_metrics({f"{PRIORS_ONLY}/{k}": v for k, v in values.items()}, step=0)
             log.info("loss of the priors alone (network off) on the validation frames: %s",
                      {k: f"{v:.3g}" for k, v in values.items()})
 
@@ -173,14 +192,27 @@ class LossCurves(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.enabled:
             return
-        csv_logger = self._csv_logger(trainer)
-        if csv_logger is None:
+        csv = csv_logger(trainer)
+        if csv is None:
             return
-        csv_logger.save()
-        metrics = Path(csv_logger.log_dir) / "metrics.csv"
+        csv.save()
+        metrics = Path(csv.log_dir) / "metrics.csv"
         objective = getattr(pl_module, "objective", None)
         terms = list(getattr(objective, "names", []))
         normalised = {name: bool(term.normalize) for name, term in objective.items()} if terms else {}
         if metrics.is_file() and terms:
-            path = plot_loss_curves(metrics, Path(csv_logger.log_dir) / self.filename, terms, normalised)
+            path = plot_loss_curves(metrics, Path(csv.log_dir) / self.filename, terms, normalised)
             log.info("loss curves: %s", path)
+
+
+def draw_priors(trainer: Trainer, pl_module: LightningModule) -> Path | None:
+    """Write ``priors.png`` into :func:`log_folder` from the priors ``pl_module`` (a :class:`cglight.CGPotential`)
+    fitted in this process (none after a resume, or without a logger)."""
+    curves = getattr(pl_module, "prior_curves", None)
+    folder = log_folder(trainer)
+    if not curves or folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = plot_priors(pl_module.core.priors, curves, folder / PRIORS_PNG, pl_module.prior_type_names)
+    log.info("fitted priors: %s", path)
+    return path

@@ -18,12 +18,10 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 
 from cglight.data import keys, mixed
@@ -32,14 +30,12 @@ from cglight.energy.autograd_probe import check_autograd_order
 from cglight.energy.backbone import BackboneConfig, backbone_config
 from cglight.energy.core import SystemLike
 from cglight.energy.prior_fit import FitCurve
-from cglight.energy.prior_plot import bead_type_names, plot_priors
+from cglight.energy.prior_plot import bead_type_names
 from cglight.energy.priors import PriorsConfig, priors_config
 from cglight.errors import ConfigError
 from cglight.losses.objective import Objective
 
 log = logging.getLogger(__name__)
-
-PRIORS_PNG = "priors.png"
 
 
 class CGPotential(L.LightningModule):
@@ -90,9 +86,10 @@ class CGPotential(L.LightningModule):
         needy = [n for n, o in order_of.items() if o == self.objective.autograd_order]
         check_autograd_order(self.core.net, self.objective.autograd_order, f"losses {needy}", backbone.name, backbone.max_z)
         self.prior_curves: list[FitCurve] = []
-        """The fitted priors against the data, from :meth:`fit_to_data` in this process (for the plot)."""
+        """The fitted priors against the data, from :meth:`fit_to_data` in this process (for ``priors.png``,
+        which the ``LossCurves`` callback draws)."""
         self.prior_type_names: dict[int, str] = {}
-        """Bead type → the systems' bead names, from :meth:`fit_to_data` (for the plot's titles)."""
+        """Bead type → the systems' bead names, from :meth:`fit_to_data` (for the picture's titles)."""
 
     # ----------------------------------------------------------------- public API (delegates)
     def energy(self, pos: Tensor, bead_types: Tensor, bonds: Sequence[Sequence[int]] | None = None) -> Tensor:
@@ -171,8 +168,6 @@ class CGPotential(L.LightningModule):
                 "call model.fit_to_data(batches_of_training_frames, systems) before trainer.fit, or use a DataModule "
                 "with calibration_batches(frames) and systems (as cglight.data.CGDataModule)"
             )
-        if self.prior_curves and self.trainer.is_global_zero:
-            self._plot_priors()
 
     def _require_fitted(self, stage: str) -> None:
         if not self.fitted_to_data:
@@ -186,19 +181,6 @@ class CGPotential(L.LightningModule):
 
     def on_test_start(self) -> None:
         self._require_fitted("test")
-
-    def _plot_priors(self) -> None:
-        """Write ``priors.png`` next to the metrics (the CSV logger's folder, else the first logger's);
-        nothing without a logger."""
-        if not self.trainer.loggers:
-            return
-        logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), self.trainer.loggers[0])
-        if logger.log_dir is None:
-            return
-        folder = Path(logger.log_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = plot_priors(self.core.priors, self.prior_curves, folder / PRIORS_PNG, self.prior_type_names)
-        log.info("fitted priors: %s", path)
 
     # ----------------------------------------------------------------- training
     def loss(self, batch: Mapping[str, Tensor], train: bool = True) -> tuple[Tensor, dict[str, Tensor]]:

@@ -81,9 +81,9 @@ class RunawayGuard(Callback):
             reasons = []
             if term.normalize and value > self.max_loss:  # unnormalised terms log physical units
                 reasons.append(f"its normalised loss {value:.3g} exceeds max_loss={self.max_loss:g}")
-            model_sq = metrics.get(f"train/{name}/model_sq")
+            model_sq = metrics.get(f"train/{name}/{term.MODEL_SQ}")
             if term.needs_fitted_forces and model_sq is not None and term.calibrated:
-                ratio = float(model_sq) / float(term.scale)
+                ratio = term.scale_ratio(float(model_sq))
                 if not ratio <= self.max_curvature_ratio:
                     reasons.append(
                         f"the model's HVP mean square is {ratio:.3g}× the target's calibrated second moment "

@@ -10,7 +10,6 @@ from cglight.lazy import lazy_exports
 _EXPORTS = {
     "CGMap": "cglight.prepare.mapping",
     "make_map": "cglight.prepare.mapping",
-    "slice_map": "cglight.prepare.mapping",
     "Part": "cglight.prepare.pipeline",
     "PrepareConfig": "cglight.prepare.pipeline",
     "prepare_dataset": "cglight.prepare.pipeline",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 from cglight.config_files import read_config_file
 from cglight.errors import ConfigError
-from cglight.prepare.pipeline import PrepareConfig
+from cglight.prepare.pipeline import PrepareConfig, prepare_dataset
+
+log = logging.getLogger("cglight")
 
 
 def prepare_parser(description: str = "build a dataset", exit_on_error: bool = True):
@@ -39,3 +43,11 @@ def load_prepare_config(path: str | os.PathLike) -> PrepareConfig:
     except ArgumentError as exc:
         raise ConfigError(f"prepare config {path}: {' '.join(str(exc).split())}") from None
     return prepare_config(values)
+
+
+def build_missing_dataset(build: str | os.PathLike, path: Path) -> None:
+    """``data.build``: the dataset at ``path`` built from the prepare YAML ``build`` (``fit``/``validate``/``test``
+    call it through ``CGDataModule.dataset_builder`` when ``path`` has no manifest)."""
+    config = load_prepare_config(build)
+    log.info("dataset %s not found: building it first from %s (%d frames)", path, build, config.frames)
+    prepare_dataset(config, path, overwrite=False)

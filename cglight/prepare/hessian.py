@@ -86,10 +86,13 @@ class ProjectedHessian:
 
     def forces_nm(self, x_nm: np.ndarray) -> np.ndarray:
         """All-atom forces in kJ/mol/nm, flattened to [3N]."""
+        from openmm import unit
+
         self.context.setPositions(np.asarray(x_nm).reshape(-1, 3))
         state = self.context.getState(getForces=True)
         self.evaluations += 1
-        return np.asarray(state.getForces(asNumpy=True)._value, dtype=np.float64).reshape(-1)
+        forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        return np.asarray(forces, dtype=np.float64).reshape(-1)
 
     def _bt_h_times(self, x: np.ndarray, direction: np.ndarray, eps: float) -> np.ndarray:
         """``Bᵀ H (B d)`` in kJ/mol/nm² by a central difference along ``B d`` (``d`` in CG space)."""

@@ -192,14 +192,6 @@ def make_map(topology, masses: np.ndarray, mapping: str) -> CGMap:
     return read_map_file(path, topology, masses)
 
 
-def slice_map(topology, mapping: str) -> CGMap:
-    """A built-in slice map (``ca``, ``backbone`` or ``backbone-residue``): one atom per bead, in chain order."""
-    name = ALIASES.get(mapping, mapping)
-    if name not in ("ca", "backbone", "backbone-residue"):
-        raise ConfigError(f"unknown slice map {mapping!r}; available: ca, backbone, backbone-residue")
-    return MAPPINGS[name](topology, np.ones(topology.getNumAtoms()))
-
-
 def _atom_index(spec, residues: dict[str, object], n_atoms: int, where: str) -> int:
     if isinstance(spec, int) and not isinstance(spec, bool):
         if not 0 <= spec < n_atoms:

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,14 +28,14 @@ from cglight.data.manifest import MANIFEST, SystemInfo
 from cglight.data.shards import sha256, write_shard
 from cglight.data.workdir import WorkDir, atomic_write_text, md_unit, shard_unit
 from cglight.errors import ConfigError, DatasetError
+from cglight.pool import cores, even_sizes, run_jobs
 from cglight.prepare.hessian import MODES, ProjectedHessian, evaluate_refined, refine_steps
 from cglight.prepare.lock import prepare_lock
 from cglight.prepare.mapping import CGMap, make_map
 from cglight.prepare.reference import as_stored, langevin_frames, make_context, read_dcd, read_trajectory, replica_seed
 from cglight.prepare.systems import build_system, check_constraints, pdb_text
 from cglight.progress import progress
-from cglight.units import NM_TO_ANGSTROM
-from cglight.workers_lifetime import die_with_parent
+from cglight.units import NM_TO_ANGSTROM, fs_to_ps
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +186,10 @@ class _Job:
     plan: dict = field(default_factory=dict)
 
 
-def _split(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if r < total % parts else 0) for r in range(parts)]
-
-
 def _plan(config: PrepareConfig, available: list[int] | None) -> dict:
     """Replicas (their frame counts and reference files) and shards (replica, frame range) in order."""
     n_rep = len(available) if available is not None else config.replicas
-    quota = _split(config.frames, n_rep)
+    quota = even_sizes(config.frames, n_rep)
     if available is not None:
         quota = [min(q, a) for q, a in zip(quota, available, strict=True)]
     replicas, shards = [], []
@@ -228,7 +222,7 @@ def _setup(config: PrepareConfig, root: Path, work: WorkDir, aa, cg_map, availab
     ref = root / config.system / "reference"
     atomic_write_text(ref / "system.xml", XmlSerializer.serialize(aa.system))
     atomic_write_text(ref / "topology.pdb", pdb_text(aa.topology, aa.positions))
-    dt_ps = config.timestep_fs * config.stride_steps / 1000.0 if not config.trajectory else None
+    dt_ps = fs_to_ps(config.timestep_fs * config.stride_steps) if not config.trajectory else None
     reference = {
         "topology": f"{config.system}/reference/topology.pdb",
         "trajectory": plan["replicas"][0]["path"],
@@ -253,25 +247,20 @@ def _setup(config: PrepareConfig, root: Path, work: WorkDir, aa, cg_map, availab
 
 # --- the units (run in worker processes) ---------------------------------------------------------
 
-_CACHE: dict[str, object] = {}
-_INHERITED: list[dict] = []
-_TICK: list = [None]
-"""Where a unit reports each finished frame: the progress bar, or a queue to the parent process."""
+Tick = Callable[[int], None]
+"""Where a unit reports finished frames: the progress bar (through the pool's messages from a worker)."""
+
+_CACHE: dict[tuple[int, str], object] = {}
+"""OpenMM systems and contexts made in this process, keyed by ``(pid, key)``: a forked worker never touches its
+parent's contexts (their platform threads do not exist in the child); they stay referenced, not destroyed
+(workers end with ``os._exit``)."""
 
 
-def _tick(frames: int = 1) -> None:
-    if _TICK[0] is not None:
-        _TICK[0](frames)
-
-
-def _init_worker(queue, parent: int) -> None:
-    """Start of a forked worker: end with the ``parent`` process (even when it is killed); report progress
-    to ``queue``; never touch the parent's OpenMM contexts (their platform threads do not exist in a forked
-    child). They are kept referenced, not destroyed: workers end with ``os._exit``."""
-    die_with_parent(parent)
-    _TICK[0] = queue.put
-    _INHERITED.append(dict(_CACHE))
-    _CACHE.clear()
+def _cached(key: str, make: Callable[[], object]) -> object:
+    mine = (os.getpid(), key)
+    if mine not in _CACHE:
+        _CACHE[mine] = make()
+    return _CACHE[mine]
 
 
 def _system(job: _Job):
@@ -280,28 +269,23 @@ def _system(job: _Job):
 
     xml = (Path(job.root) / job.config.system / "reference" / "system.xml").read_text()
     key = f"system:{hashlib.sha256(xml.encode()).hexdigest()}"
-    if key not in _CACHE:
-        _CACHE[key] = XmlSerializer.deserialize(xml)
-    return key, _CACHE[key]
+    return key, _cached(key, lambda: XmlSerializer.deserialize(xml))
 
 
 def _context(job: _Job, platform: str):
     """An OpenMM context of the dataset's system for forces and Hessians, made once per process."""
     key, system = _system(job)
-    key = f"{key}:{platform}"
-    if key not in _CACHE:
-        _CACHE[key] = make_context(system, platform)
-    return _CACHE[key]
+    return _cached(f"{key}:{platform}", lambda: make_context(system, platform))
 
 
 def _topology(job: _Job):
-    from openmm import app
+    from openmm import app, unit
 
     pdb = app.PDBFile(str(Path(job.root) / job.config.system / "reference" / "topology.pdb"))
-    return pdb.topology, np.asarray(pdb.getPositions(asNumpy=True)._value, dtype=np.float64)
+    return pdb.topology, np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
 
 
-def _run_replica(job: _Job, replica: int) -> dict:
+def _run_replica(job: _Job, replica: int, tick: Tick) -> dict:
     """Write the reference trajectory of ``replica`` (MD, or the selected frames of a user trajectory)."""
     from openmm import app, unit
 
@@ -318,7 +302,7 @@ def _run_replica(job: _Job, replica: int) -> dict:
         frames = langevin_frames(system, positions, c.temperature, c.timestep_fs, c.friction_per_ps, c.equilibration_ps,
                                  entry["frames"], c.stride_steps, replica_seed(c.seed, replica), c.md_platform or c.platform,
                                  c.heat_temperature, c.heat_ps)
-        dt_ps = c.timestep_fs * c.stride_steps / 1000.0
+        dt_ps = fs_to_ps(c.timestep_fs * c.stride_steps)
     path = root / entry["path"]
     tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,14 +311,14 @@ def _run_replica(job: _Job, replica: int) -> dict:
             dcd = app.DCDFile(f, topology, dt_ps)
             for x in frames:
                 dcd.writeModel(x * unit.nanometer)  # DCDFile stores float32 Å
-                _tick()
+                tick(1)
         os.replace(tmp, path)
     finally:  # a failed write (a full disk) leaves nothing behind
         tmp.unlink(missing_ok=True)
     return {"path": entry["path"], "frames": entry["frames"], "sha256": sha256(path), "seconds": time.perf_counter() - t0}
 
 
-def _run_shard(job: _Job, index: int) -> dict:
+def _run_shard(job: _Job, index: int, tick: Tick) -> dict:
     """Mapped forces and Hessians (or probes) of the frames of shard ``index``."""
     c, root = job.config, Path(job.root)
     s = job.plan["shards"][index]
@@ -364,7 +348,7 @@ def _run_shard(job: _Job, index: int) -> dict:
         if eps != c.hessian_eps_nm:
             refined.append([int(i), eps])
         quality[j] = frame.asymmetry
-        _tick()
+        tick(1)
         out.setdefault(keys.FORCES, []).append(frame.forces)
         if c.hessian == "full":
             out.setdefault(keys.HESSIAN, []).append(frame.hessian)
@@ -384,47 +368,22 @@ def _run_shard(job: _Job, index: int) -> dict:
             "max_asymmetry": float(quality.max()), "refined_frames": refined, "seconds": time.perf_counter() - t0, "force_evaluations": evaluate.evaluations}
 
 
-def _unit(job: _Job, kind: str, index: int) -> tuple[str, int, dict]:
-    record = _run_replica(job, index) if kind == "md" else _run_shard(job, index)
+def _unit(unit: tuple[_Job, str, int], tick: Tick) -> dict:
+    job, kind, index = unit
+    record = _run_replica(job, index, tick) if kind == "md" else _run_shard(job, index, tick)
     WorkDir(job.root).mark(md_unit(index) if kind == "md" else shard_unit(index), record)
-    return kind, index, record
+    return record
 
 
 def _run_all(job: _Job, units: list[tuple[str, int, int]], workers: int, desc: str) -> list[dict]:
     """Run ``(kind, index, frames)`` units on ``workers`` processes, with a progress bar in frames."""
-    records: list[dict] = []
     if not units:
-        return records
+        return []
     bar = progress(None, total=sum(f for _, _, f in units), desc=desc, unit="frame")
     try:
-        if workers <= 1 or len(units) == 1:
-            _TICK[0] = bar.update
-            try:
-                records = [_unit(job, kind, index)[2] for kind, index, _ in units]
-            finally:
-                _TICK[0] = None
-        else:
-            records = _run_pool(job, units, workers, bar)
+        return run_jobs(_unit, [(job, kind, index) for kind, index, _ in units], bar.update, workers=workers)
     finally:
         bar.close()
-    return records
-
-
-def _run_pool(job: _Job, units: list[tuple[str, int, int]], workers: int, bar) -> list[dict]:
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    queue = ctx.SimpleQueue()
-    drain = threading.Thread(target=lambda: [bar.update(n) for n in iter(queue.get, None)], daemon=True)
-    drain.start()
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(units)), mp_context=ctx, initializer=_init_worker,
-                               initargs=(queue, os.getpid()))
-    try:
-        futures = [pool.submit(_unit, job, k, i) for k, i, _ in units]
-        return [fut.result()[2] for fut in as_completed(futures)]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        queue.put(None)
-        drain.join()
 
 
 def prepare_dataset(config: PrepareConfig, out: str | os.PathLike, overwrite: bool = False, part: Part | None = None) -> Path:
@@ -475,7 +434,7 @@ def _prepare_locked(config: PrepareConfig, out: Path, part: Part, overwrite: boo
     t0 = time.perf_counter()
     plan = _setup(config, out, work, *built)
     job = _Job(str(out), config, plan)
-    workers = config.workers or os.cpu_count() or 1
+    workers = config.workers or cores()
     mine = [plan["shards"][g] for g in part.select(len(plan["shards"]))]
     todo = [s for s in mine if work.done(shard_unit(s["index"])) is None]
     needed = sorted({s["replica"] for s in todo})

@@ -36,7 +36,7 @@ from cglight.prepare.ghmc import acceptance, ghmc_integrator
 from cglight.prepare.hessian import ProjectedHessian
 from cglight.prepare.reference import make_context
 from cglight.progress import progress
-from cglight.units import FS_TO_PS
+from cglight.units import steps_in
 from cglight.units import beta as beta_of
 
 SAMPLERS = ("ghmc", "langevin")
@@ -136,7 +136,7 @@ def conditional_pmf_hessian(
     context, integrator, system = constrained_sampler(system, positions_nm, mapped_atoms, temperature, sampler, timestep_fs,
                                                       friction_per_ps, seed, platform)
     n_atoms = system.getNumParticles()
-    integrator.step(int(round(equilibration_ps / (timestep_fs * FS_TO_PS))))
+    integrator.step(steps_in(equilibration_ps, timestep_fs))
     b = np.zeros((n_atoms, len(mapped_atoms)))
     b[mapped_atoms, np.arange(len(mapped_atoms))] = 1.0
     evaluate = ProjectedHessian(make_context(system, platform), b, eps_nm)

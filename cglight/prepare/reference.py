@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from cglight.errors import ConfigError
-from cglight.units import NM_TO_ANGSTROM
+from cglight.units import NM_TO_ANGSTROM, steps_in
 
 
 def make_context(system, platform: str, integrator=None):
@@ -62,11 +62,11 @@ def langevin_frames(
     if heat_temperature is not None and heat_ps > 0:
         integrator.setTemperature(heat_temperature * unit.kelvin)
         context.setVelocitiesToTemperature(heat_temperature * unit.kelvin, seed)
-        integrator.step(int(round(heat_ps * 1000.0 / timestep_fs)))
+        integrator.step(steps_in(heat_ps, timestep_fs))
         integrator.setTemperature(temperature * unit.kelvin)
     else:
         context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
-    integrator.step(int(round(equilibration_ps * 1000.0 / timestep_fs)))
+    integrator.step(steps_in(equilibration_ps, timestep_fs))
     for _ in range(frames):
         integrator.step(stride_steps)
         x = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)

@@ -193,8 +193,9 @@ class LangevinIntegrator:
         run_together([self], [state], steps, self._group_force_fn, each)
         return state
 
-    def _drift(self, state: LangevinState) -> tuple[Tensor, Tensor, Tensor]:
-        """The step up to the new positions (B A O A); returns the state before it."""
+    def begin_step(self, state: LangevinState) -> tuple[Tensor, Tensor, Tensor]:
+        """The step up to the new positions (B A O A); returns the state before it, for :meth:`end_step`
+        (the caller evaluates the forces at the new positions in between: :func:`run_together`)."""
         kick, noise = self._factors(state.pos)
         half = 0.5 * self.h
         prev = (state.pos, state.vel, state.forces)  # never modified in place below
@@ -207,8 +208,9 @@ class LangevinIntegrator:
         state.vel = vel
         return prev
 
-    def _kick(self, state: LangevinState, prev: tuple[Tensor, Tensor, Tensor], forces: Tensor) -> None:
-        """The step's last B with the forces at the new positions, then the checks."""
+    def end_step(self, state: LangevinState, prev: tuple[Tensor, Tensor, Tensor], forces: Tensor) -> None:
+        """The step's last B with ``forces`` at the new positions, then the checks; ``prev``: what
+        :meth:`begin_step` returned."""
         kick, _ = self._factors(state.pos)
         state.forces = forces
         state.vel = torch.where(state.alive[:, None, None], torch.addcmul(state.vel, forces, kick), prev[1])
@@ -258,10 +260,10 @@ def run_together(integrators: list[LangevinIntegrator], states: list[LangevinSta
     if len(integrators) != len(states):
         raise ValueError(f"{len(integrators)} integrators for {len(states)} states")
     for _ in range(steps):
-        prev = [integ._drift(state) for integ, state in zip(integrators, states, strict=True)]
+        prev = [integ.begin_step(state) for integ, state in zip(integrators, states, strict=True)]
         forces = _forces_of(list(states), group_force_fn)
         for integ, state, p, f in zip(integrators, states, prev, forces, strict=True):
-            integ._kick(state, p, f)
+            integ.end_step(state, p, f)
         if callback is not None:
             callback(list(states))
     return list(states)

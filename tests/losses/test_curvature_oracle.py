@@ -15,37 +15,13 @@ import torch
 from torch import nn
 
 from cglight.data import keys
+from cglight.gaussian_oracle import spring_chain
 from cglight.losses import ModelOutput, Objective
 
-BETA = 1.0 / (0.0019872041 * 300.0)
-
-
-def _system():
-    rng = np.random.default_rng(0)
-    chain = np.zeros((6, 6))
-    for i in range(5):
-        chain[[i, i + 1], [i, i + 1]] += 40.0
-        chain[i, i + 1] -= 40.0
-        chain[i + 1, i] -= 40.0
-    a = rng.normal(size=(18, 18))
-    k = np.kron(chain + 2.0 * np.eye(6), np.eye(3)) + 2.0 * a @ a.T / 18  # kcal/mol/Å²
-    m = np.kron(np.eye(6)[[0, 2, 4]], np.eye(3))  # keep atoms 0, 2, 4
-    return rng, k, m
-
-
-def _samples(rng, k, m, n, centre=None):
+def _samples(rng, system, n, centre=None):
     """Exact samples of ``u = ½ (x − c)ᵀK(x − c)`` (``c`` = 0 unless given: a shift leaves forces and
-    Hessians unchanged)."""
-    x = rng.multivariate_normal(np.zeros(18) if centre is None else centre, np.linalg.inv(k) / BETA, size=n)
-    d = x if centre is None else x - centre
-    b = m.T  # slice map: mapped force = the kept atoms' forces
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
-    return {
-        keys.POS: t((x @ m.T).reshape(n, 3, 3)),
-        keys.FORCES: t((-(d @ k) @ b).reshape(n, 3, 3)),
-        keys.HESSIAN: t(b.T @ k @ b).expand(n, 9, 9).contiguous(),
-        keys.BETA: torch.full((n,), BETA),
-    }
+    Hessians unchanged), as a float32 batch."""
+    return system.batch(system.sample(rng, n, centre), centre)
 
 
 class MLP(nn.Module):
@@ -75,9 +51,9 @@ def _train(losses: dict, frames: int = 32, steps: int = 1000, model_factory=MLP,
     against (the PMF Hessian, the bare BᵀKB). ``model_factory()`` builds the model (``output``
     and ``hessians`` as :class:`MLP`); a priors-on variant passes a prior plus network."""
     torch.manual_seed(0)
-    rng, k, m = _system()
-    data = _samples(rng, k, m, frames, centre)
-    test = _samples(rng, k, m, 64, centre)[keys.POS]
+    rng, system = spring_chain()
+    data = _samples(rng, system, frames, centre)
+    test = _samples(rng, system, 64, centre)[keys.POS]
     model = model_factory()
     objective = Objective(losses)
     objective.calibrate([data])
@@ -91,8 +67,7 @@ def _train(losses: dict, frames: int = 32, steps: int = 1000, model_factory=MLP,
         opt.step()
         sched.step()
     h = model.hessians(test)
-    pmf = np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
-    bare = m @ k @ m.T
+    pmf, bare = system.pmf_hessian(), system.bare_hessian()
     return tuple(float(np.mean([np.linalg.norm(hi - ref) / np.linalg.norm(ref) for hi in h])) for ref in (pmf, bare))
 
 
@@ -151,8 +126,8 @@ _CHAIN = np.array([[0.0, 0.0, 0.0], [1.9, 0.0, 0.0], [3.8, 0.0, 0.0], [4.75, 1.6
 
 @pytest.mark.slow
 def test_hvp_cov_fixes_the_curvature_with_priors_on_too():
-    rng, k, m = _system()
-    frames = _samples(rng, k, m, 32, _CHAIN)[keys.POS]  # the same training frames _train draws (same seed)
+    rng, system = spring_chain()
+    frames = _samples(rng, system, 32, _CHAIN)[keys.POS]  # the same training frames _train draws (same seed)
 
     def factory():
         return PriorsPlusMLP(frames)

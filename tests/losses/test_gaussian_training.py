@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cglight.data import keys
+from cglight.gaussian_oracle import GaussianSystem
 from cglight.losses import ModelOutput, Objective
 
 BETA = 1.3
@@ -40,34 +41,25 @@ def _system():
     k = np.kron(chain, np.eye(3)) + 0.1 * a @ a.T / 9
     w = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     m = np.kron(w, np.eye(3))
-    b = m.T @ np.linalg.inv(m @ m.T)
-    return rng, k, m, b
+    return rng, GaussianSystem(k, m, m.T @ np.linalg.inv(m @ m.T), BETA)
 
 
-def _batch(rng, k, m, b, size):
-    x = rng.multivariate_normal(np.zeros(len(k)), np.linalg.inv(k) / BETA, size=size)
-    d = m.shape[0]
-    return {
-        keys.POS: torch.from_numpy(x @ m.T),
-        keys.FORCES: torch.from_numpy(-(x @ k) @ b),
-        keys.HESSIAN: torch.from_numpy(b.T @ k @ b).expand(size, d, d).contiguous(),
-        keys.BETA: torch.full((size,), BETA, dtype=torch.float64),
-    }
+def _batch(rng, system, size):
+    return system.batch(system.sample(rng, size), dtype=torch.float64, flat=True)
 
 
 def _train(losses: dict, steps: int = 800) -> tuple[float, float]:
     """Relative Frobenius errors of the learned Hessian against (PMF Hessian, bare BᵀKB)."""
     torch.manual_seed(0)
-    rng, k, m, b = _system()
-    pmf = np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
-    bare = b.T @ k @ b
-    model = Quadratic(m.shape[0])
+    rng, system = _system()
+    pmf, bare = system.pmf_hessian(), system.bare_hessian()
+    model = Quadratic(len(system.m))
     objective = Objective(losses).double()
-    objective.calibrate(_batch(rng, k, m, b, 512) for _ in range(4))
+    objective.calibrate(_batch(rng, system, 512) for _ in range(4))
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-4)
     for _ in range(steps):
-        batch = _batch(rng, k, m, b, 256)
+        batch = _batch(rng, system, 256)
         loss, _ = objective(batch, model.output(batch[keys.POS]))
         opt.zero_grad()
         loss.backward()

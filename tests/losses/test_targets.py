@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cglight.losses.targets import covariance_corrected_hvp, projected_hvp
+from cglight.gaussian_oracle import GaussianSystem
+from cglight.losses.hessian import hvp_cov_target
 
 BETA = 1.7
 
@@ -34,8 +35,8 @@ def _target_matrices(k, m, b, x, model_hessian):
     for i in range(d):
         v = torch.zeros(s, d, dtype=torch.float64)
         v[:, i] = 1.0
-        hv = projected_hvp(hessian, v)
-        cov_cols.append(covariance_corrected_hvp(hv, f, mean_force, v, beta))
+        hv = torch.einsum("bij,bj->bi", hessian, v)  # (BᵀHB) v
+        cov_cols.append(hvp_cov_target(hv, f, mean_force, v, beta, "uncentered"))
         hvp_cols.append(hv)
     return torch.stack(cov_cols, -1).numpy(), torch.stack(hvp_cols, -1).numpy()
 
@@ -46,8 +47,9 @@ def test_hvp_cov_target_mean_is_pmf_hessian_of_gaussian(other_force_map):
     if other_force_map:  # any B with M B = I gives the same conditional mean
         b = b + (np.eye(12) - b @ m) @ rng.normal(scale=0.3, size=(12, 6))
         assert np.allclose(m @ b, np.eye(6))
-    pmf_hessian = np.linalg.inv(m @ np.linalg.inv(k) @ m.T)
-    x = rng.multivariate_normal(np.zeros(12), np.linalg.inv(k) / BETA, size=100_000)
+    system = GaussianSystem(k, m, b, BETA)
+    pmf_hessian = system.pmf_hessian()
+    x = system.sample(rng, 100_000)
     per_frame, hvp = _target_matrices(k, m, b, x, pmf_hessian)
     mean = per_frame.mean(0)
     se = per_frame.std(0) / np.sqrt(len(per_frame))
@@ -97,7 +99,8 @@ def test_hvp_cov_target_matches_pmf_curvature_of_double_well():
     f = torch.from_numpy(-du)[:, None]
     mean_force = torch.from_numpy(-np.interp(x1, grid, dpmf))[:, None]
     v = torch.ones_like(f)
-    target = covariance_corrected_hvp(torch.from_numpy(d2u)[:, None], f, mean_force, v, torch.full((n,), BETA, dtype=torch.float64))
+    target = hvp_cov_target(torch.from_numpy(d2u)[:, None], f, mean_force, v, torch.full((n,), BETA, dtype=torch.float64),
+                            "uncentered")
     target = target.numpy()[:, 0]
     exact = np.interp(x1, grid, d2pmf)
     checked = 0

@@ -107,3 +107,18 @@ def test_the_priors_only_pass_is_logged_at_step_0_and_leaves_training_alone(tiny
     for name, value in with_pass.items():  # the probes drawn by the extra pass do not shift training's draws
         assert torch.equal(value, without[name]), name
     assert np.isfinite([float(r["train/force"]) for r in rows if r.get("train/force")]).all()
+
+
+@pytest.mark.parametrize("callbacks, drawn", [([LossCurves(enabled=False, priors_only=False)], True),
+                                              ([LossCurves(priors_only=False, priors_picture=False)], False), ([], False)])
+def test_priors_png_is_drawn_by_the_callback_next_to_the_log(tiny_dataset, tmp_path, callbacks, drawn):
+    """The model fits the priors; the callback, not the model, writes the picture (a PNG in the CSV log's folder)."""
+    logger = CSVLogger(tmp_path, name="run")
+    trainer = L.Trainer(max_steps=1, limit_val_batches=0, num_sanity_val_steps=0, logger=logger, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, inference_mode=False, accelerator="cpu",
+                        callbacks=callbacks)
+    model = _model({"force": {"weight": 1.0}})
+    trainer.fit(model, datamodule=CGDataModule(str(tiny_dataset), batch_size=8))
+    png = tmp_path / "run/version_0/priors.png"
+    assert png.is_file() == drawn and model.prior_curves
+    assert not drawn or png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
