@@ -365,7 +365,7 @@ class _Writer:
 
     def __init__(self, output: SimulationOutput, sims: dict, settings: dict, config: SimulateConfig, blocks: list[range],
                  done: int, fingerprint: str) -> None:
-        self.output, self.sims, self.settings, self.config, self.blocks = out, sims, settings, config, blocks
+        self.output, self.sims, self.settings, self.config, self.blocks = output, sims, settings, config, blocks
         self.fingerprint = fingerprint
         self.dt_ps = config.timestep_fs * FS_TO_PS
         self.reached, self.pending = [done] * len(blocks), {}
