@@ -17,7 +17,6 @@ from cglight.data.reader import ShardReader, reference_trajectories, start_frame
 from cglight.data.shards import write_shard
 from cglight.data.splits import Segment
 from cglight.data.stream import ShardStream
-from cglight.errors import DatasetError
 from tests.data.synthetic import write_synthetic
 
 FIELDS = (keys.POS, keys.FORCES, keys.HESSIAN, keys.FRAME_INDEX)
@@ -103,12 +102,3 @@ def test_start_frames_are_distinct_frames_of_the_system_in_dataset_order(two_sys
     assert start.shape == (10, 3, 3) and start.dtype == np.float32
     rows = [int(np.flatnonzero((frames == x).all(axis=(1, 2)))[0]) for x in start]
     assert rows == sorted(set(rows))
-
-
-def test_a_start_frame_holding_nan_is_refused_naming_file_and_frame(tmp_path):
-    root = write_synthetic(tmp_path / "ds", {"a": [3]}, beads=3)
-    path = root / "a/shard-00000.h5"
-    with h5py.File(path, "r+") as f:
-        f[keys.POS][:, 0, 0] = np.nan  # every frame: whichever is drawn
-    with pytest.raises(DatasetError, match=rf"{path}: dataset 'pos' holds NaN or inf at frame \d"):
-        start_frames(root, read_manifest(root), "a", 2, seed=0)
