@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from cglight.data.manifest import read_manifest
+from cglight.data.reader import reference_trajectories
 from cglight.energy.geometry import dihedrals
-from cglight.evaluate.run import reference_trajectories
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.evaluate.transitions import core_bounds, count_transitions
 

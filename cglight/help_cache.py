@@ -20,9 +20,10 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from cglight.atomic import atomic_write
 
 HELP_FLAGS = (["--help"], ["-h"])
 """The only arguments whose help is kept (with ``--config`` the help shows that file's values)."""
@@ -107,11 +108,4 @@ def _keep(path: Path, text: str) -> None:
         command = path.name.rsplit("-", 1)[0]
         for old in path.parent.glob(f"{command}-*.txt"):
             old.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".help-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        atomic_write(path, text)

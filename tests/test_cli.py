@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cglight.atomic import PARTIAL
 from cglight.cli import main
 from cglight.data import keys
 
@@ -487,7 +488,7 @@ def test_kill_9_loses_only_the_steps_since_the_last_epoch_and_resumes_to_the_sam
     proc.wait(timeout=60)
     (saved,) = _last(tmp, "K")
     assert _state(saved)[0] == 2 * per_epoch  # the end of epoch 2: the steps of epoch 3 are lost, nothing else
-    assert not list((tmp / "K").rglob("*.tmp*"))
+    assert not list((tmp / "K").rglob(f"*{PARTIAL}*"))
     assert main(["fit", "--config", _ckpt_config(tmp, data, "K"), "--ckpt_path", "last"]) == 0
     resumed = _last(tmp, "K")[-1]
     assert _state(resumed)[0] == steps

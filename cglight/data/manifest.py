@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cglight.atomic import atomic_write
 from cglight.errors import DatasetError
 
 FORMAT = "cglight-shards"
@@ -161,9 +162,7 @@ def read_manifest(root: str | os.PathLike) -> Manifest:
 
 
 def write_manifest(root: str | os.PathLike, manifest: Manifest) -> Path:
-    """Write the manifest atomically (temporary name, then rename)."""
+    """Write the manifest atomically (``cglight.atomic``)."""
     path = Path(root) / MANIFEST
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(manifest.to_json(), indent=2) + "\n")
     return path

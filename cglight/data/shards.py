@@ -1,7 +1,8 @@
 """HDF5 shards: atomic writing, validated reading, checksums.
 
-Every error names the file (and the frame, where one is at fault). A shard is written under a
-temporary name and renamed only when complete, so a crash never leaves a shard that looks whole.
+Every error names the file (and the frame, where one is at fault). A shard is written atomically
+(``cglight.atomic``), so a crash never leaves a shard that looks whole. Frames are read through
+``cglight.data.reader``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from cglight.atomic import atomic_path
 from cglight.data import keys
 from cglight.data.manifest import ShardInfo, SystemInfo
 from cglight.errors import DatasetError
@@ -47,9 +49,7 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray], attrs: d
     Float datasets are stored as float32, ``frame_index`` as int64. Non-finite values are refused.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for name, value in arrays.items():
                 if name in keys.FLOAT_DATASETS:
@@ -63,10 +63,6 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray], attrs: d
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v
         digest = sha256(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return digest
 
 

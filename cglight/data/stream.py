@@ -40,30 +40,25 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from cglight.data import keys
 from cglight.data.manifest import Manifest
 from cglight.data.mixed import pack
-from cglight.data.shards import check_finite, open_shard
+from cglight.data.reader import ShardReader
 from cglight.data.splits import Segment
 from cglight.errors import ConfigError, DatasetError
-from cglight.units import beta
 
 log = logging.getLogger("cglight")
 REMAINDER = ("pad", "drop")
-MAX_OPEN_FILES = 16
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -186,27 +181,17 @@ class ShardStream(IterableDataset):
         self.block_frames, self.window_frames, self.remainder = block_frames, window_frames, remainder
         self.epoch, self.skip, self.rank, self.world = 0, 0, 0, 1
         self.frames = sum(s.frames for s in self.segments)
-        systems = list(manifest.systems.values())
-        self._types = [torch.tensor(s.bead_types, dtype=torch.long) for s in systems]
-        self._beta = [beta(s.temperature) for s in systems]
-        self._fields = [self._fields_of(s.hessian) for s in systems]
+        self.reader = ShardReader(self.root, manifest)
         self.mix = mix
         self._shard_system = {s.shard: s.system for s in self.segments}
         used = sorted({s.system for s in self.segments})
-        if mix and len({self._fields[k] for k in used}) > 1:
-            names = list(manifest.systems)
+        if mix and len({self.reader.fields[k] for k in used}) > 1:
+            names, systems = list(manifest.systems), list(manifest.systems.values())
             modes = {names[k]: systems[k].hessian for k in used}
             raise ConfigError(f"data.mix_systems: systems with different hessian modes cannot share a batch ({modes}); "
                               "use one hessian mode for all systems or data.mix_systems: false")
-        self._files: OrderedDict[int, h5py.File] = OrderedDict()
-        self._pid = os.getpid()
         self._window: tuple[int, tuple[dict[int, dict[str, np.ndarray]], np.ndarray, np.ndarray], np.ndarray] | None = None
         self._total: int | None = None
-
-    @staticmethod
-    def _fields_of(hessian: str) -> tuple[str, ...]:
-        extra = {"full": (keys.HESSIAN,), "probes": (keys.PROBES, keys.HVP)}.get(hessian, ())
-        return (keys.POS, keys.FORCES, *extra, keys.FRAME_INDEX)
 
     # ----------------------------------------------------------------- plan
     def set_epoch(self, epoch: int) -> None:
@@ -240,7 +225,7 @@ class ShardStream(IterableDataset):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_files"], state["_window"] = OrderedDict(), None
+        state["_window"] = None
         return state
 
     def __iter__(self) -> Iterator:
@@ -273,18 +258,6 @@ class ShardStream(IterableDataset):
             yield from _unpack(chunk)
 
     # ----------------------------------------------------------------- reading
-    def _file(self, shard: int) -> h5py.File:
-        if os.getpid() != self._pid:  # a forked worker never shares HDF5 handles with its parent
-            self._files, self._pid = OrderedDict(), os.getpid()
-        if shard in self._files:
-            self._files.move_to_end(shard)
-            return self._files[shard]
-        f = open_shard(self.root / self.manifest.shards[shard].path)
-        self._files[shard] = f
-        while len(self._files) > MAX_OPEN_FILES:
-            self._files.popitem(last=False)[1].close()
-        return f
-
     def _read_window(self, window: Window) -> tuple[dict[int, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
         """The window's frames per system (see ``_read``), and each window frame's system and index in its system's arrays."""
         systems = np.repeat(np.array([self._shard_system[p[0]] for p in window.pieces], dtype=np.int64),
@@ -298,28 +271,7 @@ class ShardStream(IterableDataset):
 
     def _read(self, window: Window) -> dict[str, np.ndarray]:
         """The frames of a one-system window, every field read straight into one array (no second copy)."""
-        out: dict[str, np.ndarray] = {}
-        offset = 0
-        for shard, a, b in window.pieces:
-            f = self._file(shard)
-            path = self.root / self.manifest.shards[shard].path
-            for name in self._fields[window.system]:
-                if name not in f:
-                    raise DatasetError(f"{path}: missing dataset '{name}'")
-                ds = f[name]
-                if ds.shape[0] < b:
-                    raise DatasetError(f"{path}: dataset '{name}' has {ds.shape[0]} frames, the manifest says {self.manifest.shards[shard].frames}")
-                if name not in out:
-                    out[name] = np.empty((window.frames, *ds.shape[1:]), dtype=np.int64 if name == keys.FRAME_INDEX else np.float32)
-                target = out[name][offset : offset + b - a]
-                try:
-                    ds.read_direct(target, source_sel=np.s_[a:b])
-                except (OSError, ValueError, TypeError) as exc:
-                    raise DatasetError(f"{path}: cannot read '{name}' frames {a}..{b - 1} ({exc})") from None
-                if name != keys.FRAME_INDEX:
-                    check_finite(path, name, target, np.arange(a, b))
-            offset += b - a
-        return out
+        return self.reader.frames(window.system, [(shard, slice(a, b)) for shard, a, b in window.pieces])
 
     def _batch(self, plan: EpochPlan, batch: int) -> dict[str, Tensor]:
         w, b = plan.locate(batch)
@@ -330,19 +282,10 @@ class ShardStream(IterableDataset):
         idx = order[b * self.batch_size : (b + 1) * self.batch_size]
         if not self.mix:
             system = int(systems[0])
-            return self._homogeneous(arrays[system], local[idx], system)
+            return self.reader.batch(arrays[system], local[idx], system)
         # a mixed batch: the frames of each system (in window order), systems by index
         mine = systems[idx]
-        return pack([self._homogeneous(arrays[s], local[idx[mine == s]], s) for s in sorted(set(mine.tolist()))])
-
-    def _homogeneous(self, arrays: dict[str, np.ndarray], idx: np.ndarray, system: int) -> dict[str, Tensor]:
-        """The batch of frames ``idx`` of one system's ``arrays``."""
-        out = {name: torch.from_numpy(np.ascontiguousarray(v[idx])) for name, v in arrays.items()}
-        n = len(idx)
-        out[keys.BEAD_TYPES] = self._types[system].expand(n, -1).clone()
-        out[keys.BETA] = torch.full((n,), self._beta[system], dtype=torch.float32)
-        out[keys.SYSTEM] = torch.full((n,), system, dtype=torch.long)
-        return out
+        return pack([self.reader.batch(arrays[s], local[idx[mine == s]], s) for s in sorted(set(mine.tolist()))])
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
 - ``plan.json``: every unit of work — one reference trajectory per replica, then the shards,
 - ``done/<unit>.json``: one marker per finished unit, with the sha256 of the file it produced.
 
-Every file is written under a temporary name and renamed, so a process killed at any moment leaves
+Every file is written atomically (``cglight.atomic``), so a process killed at any moment leaves
 either a finished unit (file and marker) or nothing that counts. ``manifest.json`` is written last,
 once every shard has its marker. ``cglight data merge`` joins work directories of ``--part`` runs
 through the same markers. Nothing here knows OpenMM.
@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from cglight.atomic import PARTIAL, atomic_path, atomic_write
 from cglight.data.manifest import MANIFEST, Manifest, ShardInfo, SystemInfo, write_manifest
 from cglight.data.shards import sha256
 from cglight.errors import DatasetError
@@ -28,18 +29,9 @@ from cglight.errors import DatasetError
 WORKDIR = ".prepare"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"{dst.name}.partial-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _json(obj: Any) -> str:
@@ -78,20 +70,20 @@ class WorkDir:
             shutil.rmtree(self.root)
         resuming = existing == config
         if not resuming:
-            atomic_write_text(self.path / "config.json", _json(config))
+            atomic_write(self.path / "config.json", _json(config))
         self.clean_partials()
         return resuming
 
     def clean_partials(self) -> None:
         """Remove temporary files left by killed processes (they never count as done)."""
         if self.root.exists():
-            for p in self.root.rglob("*.partial*"):
+            for p in self.root.rglob(f"*{PARTIAL}*"):
                 if p.is_file():
                     p.unlink(missing_ok=True)
 
     # --- plan and system ------------------------------------------------------------------
     def write(self, name: str, obj: Any) -> None:
-        atomic_write_text(self.path / name, _json(obj))
+        atomic_write(self.path / name, _json(obj))
 
     def read(self, name: str) -> Any:
         p = self.path / name
@@ -115,7 +107,7 @@ class WorkDir:
         return record
 
     def mark(self, unit: str, record: dict[str, Any]) -> None:
-        atomic_write_text(self.marker(unit), _json(record))
+        atomic_write(self.marker(unit), _json(record))
 
     def missing_shards(self, check: bool = False) -> list[int]:
         plan = self.read("plan.json")

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cglight.atomic import atomic_write
 from cglight.data.manifest import read_manifest
-from cglight.errors import ConfigError, DatasetError
+from cglight.data.reader import reference_trajectories
+from cglight.errors import ConfigError
 from cglight.evaluate import plots
 from cglight.evaluate.bootstrap import BLOCK_TAUS, block_bootstrap, block_length
 from cglight.evaluate.config import EvaluateConfig
@@ -38,109 +39,21 @@ from cglight.evaluate.floor import finite_sample_floor
 from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.evaluate.transitions import core_bounds, count_transitions
-from cglight.simulate.trajectory import dcd_header_frames
-from cglight.units import NM_TO_ANGSTROM, kt
+from cglight.simulate.output import SimulationOutput
+from cglight.units import kt
 
 log = logging.getLogger(__name__)
 
 
-def reference_trajectories(root: Path, manifest, name: str) -> list[np.ndarray]:
-    """The reference CG frames of ``name`` as trajectories: a new one wherever ``frame_index``
-    does not advance by one (replicas, or gaps)."""
-    from cglight.data import keys
-    from cglight.data.shards import shard_file
-
-    pos, index = [], []
-    for s in manifest.shards:
-        if s.system == name:
-            with shard_file(root / s.path) as f:
-                pos.append(f[keys.POS][:])
-                index.append(f[keys.FRAME_INDEX][:])
-    if not pos:
-        raise DatasetError(f"{root}: system '{name}' has no frames")
-    pos, index = np.concatenate(pos).astype(np.float64), np.concatenate(index)
-    bad = ~np.isfinite(pos).reshape(len(pos), -1).all(1)
-    if bad.any():
-        raise DatasetError(f"{root}: system '{name}' has {int(bad.sum())} reference frame(s) with non-finite positions "
-                           f"(frame_index {index[bad][:5].tolist()}...); run `cglight data verify` on it")
-    cuts = np.nonzero(np.diff(index) != 1)[0] + 1
-    return [p for p in np.split(pos, cuts) if len(p)]
-
-
-def simulation_record(sim: Path) -> dict[str, dict] | None:
-    """Per system what ``sim/simulation.json`` records (temperature, stopped replicas, ...), or None
-    when there is none (trajectories from elsewhere)."""
-    path = sim / "simulation.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path} is not valid JSON ({exc})") from None
-    systems = record.get("systems") if isinstance(record, dict) else None
-    if not isinstance(systems, dict):
-        raise DatasetError(f"{path} is not a cglight simulate record (no 'systems' mapping)")
-    for name, entry in systems.items():
-        stopped = entry.get("stopped", {}) if isinstance(entry, dict) else None
-        temperature = entry.get("temperature") if isinstance(entry, dict) else None
-        if not isinstance(stopped, dict) or not all(isinstance(v, str) for v in stopped.values()) or (
-                temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float)))):
-            raise DatasetError(f"{path} is not a cglight simulate record (system '{name}': 'temperature' must be a number "
-                               "and 'stopped' a mapping of replica to reason)")
-    return systems
-
-
-def simulation_topology(sim: Path, name: str, info, reference: Path):
-    """The mdtraj topology of ``sim/<name>/topology.pdb``, refused unless its beads are the reference
+def simulation_topology(sim: SimulationOutput, name: str, info, reference: Path):
+    """The topology of the simulation's system ``name``, refused unless its beads are the reference
     system's (count and names; names as the PDB holds them, at most 4 characters)."""
-    import mdtraj as md
-
-    path = sim / name / "topology.pdb"
-    try:
-        top = md.load_topology(str(path))
-    except IndexError:  # mdtraj's answer to a PDB without a model
-        raise DatasetError(f"{path} holds no beads (no readable ATOM records)") from None
-    except (OSError, ValueError, KeyError) as exc:
-        raise DatasetError(f"{path} cannot be read as a PDB topology ({type(exc).__name__}: {exc})") from None
-    if top.n_atoms == 0:
-        raise DatasetError(f"{path} holds no beads")
+    top = sim.read_topology(name)
     names, expected = [a.name for a in top.atoms], [n[:4] for n in info.bead_names]
     if names != expected:
-        raise ConfigError(f"evaluate: {path} has {len(names)} beads {' '.join(names)}, but system '{name}' in "
+        raise ConfigError(f"evaluate: {sim.topology_path(name)} has {len(names)} beads {' '.join(names)}, but system '{name}' in "
                           f"{reference / 'manifest.json'} has {len(expected)} beads {' '.join(expected)}: not the same molecule")
     return top
-
-
-def read_dcd(path: Path, top) -> np.ndarray:
-    """``[F, n, 3]`` positions (Å) of a DCD of ``top``'s beads; refused if unreadable, truncated or not finite."""
-    import mdtraj as md
-
-    from cglight.console import DCD_NOTICES, native_lines_dropped
-
-    try:
-        with native_lines_dropped(1, DCD_NOTICES, rest_to=2):  # mdtraj's C reader prints a notice per file on stdout
-            xyz = md.load_dcd(str(path), top=top).xyz.astype(np.float64) * NM_TO_ANGSTROM
-    except (OSError, ValueError, IndexError) as exc:
-        raise DatasetError(f"{path} cannot be read as a DCD of {top.n_atoms} beads ({type(exc).__name__}: {exc})") from None
-    header = dcd_header_frames(path)
-    if header is not None and header > len(xyz):
-        raise DatasetError(f"{path} is truncated: its header says {header} frames, the file holds {len(xyz)} complete ones")
-    bad = ~np.isfinite(xyz).reshape(len(xyz), -1).all(1)
-    if bad.any():
-        raise DatasetError(f"{path}: {int(bad.sum())} frame(s) with non-finite positions (first: frame {int(np.argmax(bad))})")
-    return xyz
-
-
-def model_trajectories(sim: Path, name: str, skip: int, top) -> dict[str, np.ndarray]:
-    """Replica (the number in ``replica-NNN.dcd``, as simulation.json names it) → its frames after
-    the first ``skip``; replicas with none left out."""
-    trajs = {}
-    for path in sorted((sim / name).glob("replica-*.dcd")):
-        label = path.stem.removeprefix("replica-")
-        xyz = read_dcd(path, top)
-        if len(xyz) > skip:
-            trajs[str(int(label)) if label.isdigit() else label] = xyz[skip:]
-    return trajs
 
 
 def stopped_text(stopped: dict[str, str], shown: int = 8) -> str:
@@ -392,17 +305,19 @@ def replica_warnings(sim: Path, runs: dict[str, np.ndarray], stopped: dict[str, 
 
 def evaluate(config: EvaluateConfig) -> Path:
     config.validate()
-    root, sim, out = Path(config.reference), Path(config.simulation), Path(config.out)
+    root, out = Path(config.reference), Path(config.out)
+    sim = SimulationOutput(config.simulation)
     check_output(out, config.overwrite)  # before anything is read
-    if not sim.is_dir():
-        raise ConfigError(f"evaluate: simulation directory {sim} does not exist")
-    record = simulation_record(sim)
+    if not sim.root.is_dir():
+        raise ConfigError(f"evaluate: simulation directory {sim.root} does not exist")
+    record = sim.read_record()
     manifest = read_manifest(root)
-    found = [n for n in manifest.systems if (sim / n / "topology.pdb").is_file()]
+    found = sim.systems(list(manifest.systems))
     names = config.systems or found
     missing = [n for n in names if n not in found]
     if missing or not names:
-        raise ConfigError(f"evaluate: systems {missing or '(none)'} are not in both {root} ({sorted(manifest.systems)}) and {sim} ({found})")
+        raise ConfigError(f"evaluate: systems {missing or '(none)'} are not in both {root} ({sorted(manifest.systems)}) "
+                          f"and {sim.root} ({found})")
     metrics = {"settings": asdict(config), "systems": {}}
     data = {}
     for name in names:  # every input checked, and every system projected, before anything is written
@@ -412,9 +327,9 @@ def evaluate(config: EvaluateConfig) -> Path:
         if config.lag >= longest:
             raise ConfigError(f"evaluate: 'lag' {config.lag} frames needs a reference trajectory longer than that, but the longest "
                               f"of system '{name}' in {root} has {longest} frames")
-        runs = model_trajectories(sim, name, config.skip_frames, simulation_topology(sim, name, info, root))
+        runs = sim.trajectories(name, config.skip_frames, simulation_topology(sim, name, info, root))
         if not runs:
-            raise ConfigError(f"evaluate: {sim / name} holds no trajectory frames after skip_frames={config.skip_frames}")
+            raise ConfigError(f"evaluate: {sim.root / name} holds no trajectory frames after skip_frames={config.skip_frames}")
         entry = None if record is None else record.get(name)
         stopped = None if entry is None else {str(r): why for r, why in entry.get("stopped", {}).items()}
         check_live_replicas(name, runs, stopped, config.skip_frames)
@@ -425,7 +340,7 @@ def evaluate(config: EvaluateConfig) -> Path:
     for name, (ref, mod, projection, entry, runs, stopped) in data.items():
         m = metrics["systems"][name] = evaluate_system(name, manifest.systems[name], ref, mod, config, out / name, projection)
         m["replicas"] = {"model": len(set(runs) | set(stopped or {})), "stopped": stopped}
-        m["warnings"] += replica_warnings(sim, runs, stopped)
+        m["warnings"] += replica_warnings(sim.root, runs, stopped)
         t_ref, t_sim = manifest.systems[name].temperature, (entry or {}).get("temperature")
         m["temperature"] = {"reference": t_ref, "model": t_sim}
         if t_sim is not None and abs(t_sim - t_ref) > TEMPERATURE_TOLERANCE_K:
@@ -434,10 +349,8 @@ def evaluate(config: EvaluateConfig) -> Path:
         for warning in m["warnings"]:
             log.warning("%s: %s", name, warning)
     out.mkdir(parents=True, exist_ok=True)
-    for fname, text in (("metrics.json", json.dumps(metrics, indent=2) + "\n"), ("report.md", _report(metrics, config))):
-        tmp = out / (fname + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out / fname)
+    atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write(out / "report.md", _report(metrics, config))
     for name in names:  # the summary: the headline of every system, what was written where, what to read next
         log.info("%s: KL(ref‖model) along TIC1, nats: %s", name, headline(metrics["systems"][name]["kl_tic1"], config.level))
     pictures = "; ".join(f"{out / n}/{{{', '.join(p for p in PLOTS if (out / n / p).is_file())}}}" for n in names)

@@ -21,7 +21,6 @@ run that fails (an error, a runaway) does not overwrite it: it keeps the last go
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -32,6 +31,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from cglight.atomic import atomic_path
 from cglight.errors import ConfigError
 from cglight.newest_checkpoint import NAME
 
@@ -100,10 +100,11 @@ class LastCheckpoint(Callback):
         if self.last_step == trainer.global_step:
             return
         path = folder / NAME
-        partial = folder / f".{NAME}.tmp"
-        trainer.save_checkpoint(partial)  # every process takes part; the main one writes
-        if trainer.is_global_zero:
-            os.replace(partial, path)
+        if trainer.is_global_zero:  # every process takes part in saving; the main one writes
+            with atomic_path(path) as partial:
+                trainer.save_checkpoint(partial)
+        else:
+            trainer.save_checkpoint(path)
         trainer.strategy.barrier("last_checkpoint")
         self.last_path, self.last_step = path, trainer.global_step
 

@@ -23,8 +23,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from cglight.data.manifest import read_manifest
+from cglight.data.reader import reference_trajectories
 from cglight.evaluate.divergence import js_samples, kl_samples
-from cglight.evaluate.run import reference_trajectories
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.simulate.block import bond_check, force_function
 from cglight.simulate.langevin import LangevinIntegrator

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cglight.atomic import atomic_path, atomic_write
 from cglight.data import keys
 from cglight.data.manifest import MANIFEST, SystemInfo
 from cglight.data.shards import sha256, write_shard
-from cglight.data.workdir import WorkDir, atomic_write_text, md_unit, shard_unit
+from cglight.data.workdir import WorkDir, md_unit, shard_unit
 from cglight.errors import ConfigError, DatasetError
 from cglight.pool import cores, even_sizes, run_jobs
 from cglight.prepare.hessian import MODES, ProjectedHessian, evaluate_refined, refine_steps
@@ -220,8 +221,8 @@ def _setup(config: PrepareConfig, root: Path, work: WorkDir, aa, cg_map, availab
 
     plan = _plan(config, available)
     ref = root / config.system / "reference"
-    atomic_write_text(ref / "system.xml", XmlSerializer.serialize(aa.system))
-    atomic_write_text(ref / "topology.pdb", pdb_text(aa.topology, aa.positions))
+    atomic_write(ref / "system.xml", XmlSerializer.serialize(aa.system))
+    atomic_write(ref / "topology.pdb", pdb_text(aa.topology, aa.positions))
     dt_ps = fs_to_ps(config.timestep_fs * config.stride_steps) if not config.trajectory else None
     reference = {
         "topology": f"{config.system}/reference/topology.pdb",
@@ -304,17 +305,11 @@ def _run_replica(job: _Job, replica: int, tick: Tick) -> dict:
                                  c.heat_temperature, c.heat_ps)
         dt_ps = fs_to_ps(c.timestep_fs * c.stride_steps)
     path = root / entry["path"]
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(tmp, "wb") as f:
-            dcd = app.DCDFile(f, topology, dt_ps)
-            for x in frames:
-                dcd.writeModel(x * unit.nanometer)  # DCDFile stores float32 Å
-                tick(1)
-        os.replace(tmp, path)
-    finally:  # a failed write (a full disk) leaves nothing behind
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a failed write (a full disk) leaves nothing behind
+        dcd = app.DCDFile(f, topology, dt_ps)
+        for x in frames:
+            dcd.writeModel(x * unit.nanometer)  # DCDFile stores float32 Å
+            tick(1)
     return {"path": entry["path"], "frames": entry["frames"], "sha256": sha256(path), "seconds": time.perf_counter() - t0}
 
 

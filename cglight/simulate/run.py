@@ -7,14 +7,9 @@ one batched force call per step (``CGEnergy.forces_groups``: one backbone call f
 different bead counts; ``cglight.simulate.block``). Every system keeps its own integrator (masses,
 temperature, bond check) and every replica its own noise stream keyed by (seed, system, replica),
 so a system follows the trajectory it would follow alone and the result does not depend on the
-number of workers. This process gathers the frames and writes every file. Output under ``out``::
-
-    out/<system>/topology.pdb            CG topology (one residue per bead, CG bonds as CONECT)
-    out/<system>/replica-NNN.dcd         one continuous trajectory per replica (Å)
-    out/started.json                     the settings, written before anything else
-    out/restart.pt                       everything needed to continue (written atomically): plain data only
-    out/simulation.json                  the settings; per system its temperature (K), the steps done
-                                         and any stopped replicas
+number of workers. This process gathers the frames and writes every file under ``out``
+(``cglight.simulate.output.SimulationOutput``: per system a topology PDB and one DCD per replica,
+``started.json``, ``restart.pt`` and ``simulation.json``).
 
 Rerunning the same command continues from ``restart.pt`` (raise ``steps`` to run longer), with
 the same model only (:func:`~cglight.simulate.block.model_fingerprint`); a run killed before
@@ -23,7 +18,6 @@ its first flush starts again from scratch. A system whose every replica stopped 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -35,7 +29,7 @@ import numpy as np
 import torch
 
 from cglight.data.manifest import read_manifest
-from cglight.energy.core import load_plain
+from cglight.data.reader import start_frames
 from cglight.errors import CGLightError, ConfigError
 from cglight.newest_checkpoint import DEFAULT_RUNS, is_latest, resolve
 from cglight.progress import progress
@@ -55,14 +49,12 @@ from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check,
 from cglight.simulate.config import SimulateConfig
 from cglight.simulate.langevin import LangevinState
 from cglight.simulate.masses import bead_masses
-from cglight.simulate.trajectory import append_frames, cg_topology, dcd_frames, trim_dcd, write_topology_pdb
+from cglight.simulate.output import SimulationOutput
+from cglight.simulate.trajectory import cg_topology
 from cglight.simulate.workers import cores, run_jobs, split, worker_count
 from cglight.units import FS_TO_PS, PS_TO_NS, SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
-RESTART = "restart.pt"
-STARTED = "started.json"
-STATE_KEYS = ("pos", "vel", "forces", "step", "alive", "failures", "keys")
 # settings that must not change when a run is continued
 FIXED = ("checkpoint", "starts", "systems", "replicas", "timestep_fs", "friction_per_ps", "temperature", "save_every", "seed",
          "masses", "max_bond_factor")
@@ -78,102 +70,43 @@ def beads_per_call(config: SimulateConfig) -> int:
     return CPU_BEADS_PER_CALL if torch.device(config.torch_device()).type == "cpu" else 0
 
 
-def _starts(root: Path, manifest, name: str, replicas: int, seed: int) -> np.ndarray:
-    from cglight.data import keys
-    from cglight.data.shards import shard_file
-
-    shards = [s for s in manifest.shards if s.system == name]
-    total = sum(s.frames for s in shards)
-    if total == 0:
-        raise ConfigError(f"{root}: system '{name}' has no frames to start from")
-    picks = np.sort(np.random.default_rng([seed, 7]).choice(total, size=replicas, replace=total < replicas))
-    pos, offset = [], 0
-    for s in shards:
-        local = picks[(picks >= offset) & (picks < offset + s.frames)] - offset
-        if len(local):
-            with shard_file(root / s.path) as f:
-                pos.append(f[keys.POS][np.unique(local)][np.searchsorted(np.unique(local), local)])
-        offset += s.frames
-    return np.concatenate(pos).astype(np.float32)
-
-
-
-
 class SimulationStoppedError(CGLightError):
     """Every replica of a system stopped (blew up): the run produced no trajectory worth its steps."""
 
 
-def read_restart(path: Path, names: list[str], replicas: int) -> dict:
-    """The restart state at ``path``, read as plain data (``torch.load(weights_only=True)``: no
-    code runs), its layout checked for ``names`` of ``replicas`` replicas each."""
-    restart = load_plain(path, "cpu", f"{RESTART} holds plain data only; continue in another 'out'")
-
-    def bad(what: str) -> ConfigError:
-        return ConfigError(f"{path}: not a cglight restart state ({what}); continue in another 'out'")
-
-    if not (isinstance(restart, dict) and isinstance(restart.get("config"), dict) and isinstance(restart.get("systems"), dict)):
-        raise bad("no 'config' or 'systems'")
-    if not isinstance(restart.get("model"), dict) or not isinstance(restart["model"].get("sha256"), str):
-        raise ConfigError(f"{path}: a restart state without the model's fingerprint (written by an older cglight); "
-                          "continue it with that version or start a new 'out'")
-    for name in names:
-        system = restart["systems"].get(name)
-        if not isinstance(system, dict) or not isinstance(system.get("state"), dict):
-            raise bad(f"no state of system '{name}'")
-        if not (isinstance(system.get("frames"), list) and len(system["frames"]) == replicas
-                and all(isinstance(f, int) for f in system["frames"])):
-            raise bad(f"system '{name}': no list 'frames' of {replicas} counts")
-        missing = [k for k in STATE_KEYS if k not in system["state"]]
-        if missing:
-            raise bad(f"system '{name}': the state lacks {missing}")
-        state = system["state"]
-        shaped = all(torch.is_tensor(state[k]) and state[k].dim() > 0 and len(state[k]) == replicas
-                     for k in ("pos", "vel", "forces", "alive", "keys"))
-        if not shaped or not isinstance(state["step"], int) or not isinstance(state["failures"], dict):
-            raise bad(f"system '{name}': the state's tensors are not of {replicas} replicas, or its step or failures malformed")
-    return restart
-
-
-def _beginnings(out: Path, settings: dict, names: list[str]) -> list[Path]:
-    """The files a run killed before its first flush left in ``out`` (no restart state), to remove
+def _beginnings(output: SimulationOutput, settings: dict, names: list[str]) -> list[Path]:
+    """The files a run killed before its first flush left in ``output`` (no restart state), to remove
     before it starts again; refuses an ``out`` holding anything else, or the start of another run."""
+    out = output.root
     if not out.exists() or not any(out.iterdir()):
         return []
-    started = out / STARTED
     try:
-        record = json.loads(started.read_text())["settings"]
+        record = output.read_started()
         changed = [k for k in FIXED if record.get(k) != settings[k]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise ConfigError(f"{out} exists, is not empty and holds no {RESTART} (nor a readable {STARTED}): "
+        raise ConfigError(f"{out} exists, is not empty and holds no {output.RESTART} (nor a readable {output.STARTED}): "
                           "choose another 'out' or remove it") from None
     if changed:
         raise ConfigError(f"simulate: {out} holds the start of a run killed before its first flush, with different {changed}; "
                           "keep them, or remove it, or choose another 'out'")
-    ours = {STARTED, RESTART + ".tmp", "simulation.json.tmp"}
-    for name in names:
-        ours |= {name, f"{name}/topology.pdb", f"{name}/topology.pdb.tmp"}
-        ours |= {f"{name}/replica-{r:03d}.dcd" for r in range(settings["replicas"])}
     found = {p.relative_to(out).as_posix(): p for p in out.rglob("*")}
-    foreign = sorted(set(found) - ours)
+    foreign = sorted(f for f in found if not output.owns(f, names, settings["replicas"]))
     if foreign:
-        raise ConfigError(f"{out} holds no {RESTART} and files cglight simulate did not write there ({', '.join(foreign[:5])}): "
-                          "choose another 'out' or remove them")
+        raise ConfigError(f"{out} holds no {output.RESTART} and files cglight simulate did not write there "
+                          f"({', '.join(foreign[:5])}): choose another 'out' or remove them")
     return sorted(found.values(), key=lambda p: -len(p.parts))  # files before their folders
 
 
-def _start_afresh(out: Path, leftovers: list[Path], settings: dict) -> None:
-    """Remove a killed run's ``leftovers``, then record the settings of this one in ``out/started.json``."""
+def _start_afresh(output: SimulationOutput, leftovers: list[Path], settings: dict) -> None:
+    """Remove a killed run's ``leftovers``, then record the settings of this one in ``started.json``."""
     if leftovers:
-        log.info("%s holds the start of this run, killed before its first flush: starting it again", out)
+        log.info("%s holds the start of this run, killed before its first flush: starting it again", output.root)
     for path in leftovers:
         if path.is_dir() and not path.is_symlink():
             path.rmdir()
         else:
             path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (STARTED + ".tmp")
-    tmp.write_text(json.dumps({"settings": settings}, indent=2) + "\n")
-    os.replace(tmp, out / STARTED)
+    output.write_started(settings)
 
 
 def stopped_summary(name: str, state: LangevinState) -> str:
@@ -224,10 +157,11 @@ def summary(sims: dict, out: Path, config: SimulateConfig, steps: int, seconds: 
         took = f" in {duration(seconds)}{resumed} ({rate:.3g} ns/day per replica)"
     lines = [f"simulated {per_replica_ps:g} ps per replica ({steps} steps of {config.timestep_fs:g} fs){took}; {alive}"]
     every = config.save_every * config.timestep_fs * FS_TO_PS
-    last = f"{config.replicas - 1:03d}"
-    files = "; ".join(f"{out / n}/replica-000.dcd … replica-{last}.dcd ({'up to ' if s['state'].failures else ''}"
-                      f"{max(s['frames'])} frames each, one every {every:g} ps) and topology.pdb" for n, s in sims.items())
-    lines.append(f"wrote {files}; {out / 'simulation.json'} and {out / RESTART} (rerun with more steps to continue)")
+    output = SimulationOutput(out)
+    files = "; ".join(f"{output.trajectory_path(n, 0)} … {output.trajectory_path(n, config.replicas - 1).name} "
+                      f"({'up to ' if s['state'].failures else ''}{max(s['frames'])} frames each, one every {every:g} ps) "
+                      f"and {output.TOPOLOGY}" for n, s in sims.items())
+    lines.append(f"wrote {files}; {output.record_path} and {output.restart_path} (rerun with more steps to continue)")
     lines.append(f"next: {evaluate_command(config.starts, out, list(sims))}")
     return lines
 
@@ -333,10 +267,10 @@ def simulate(config: SimulateConfig) -> Path:
         raise ConfigError(f"simulate: systems {unknown} are not in {root} (it has {sorted(manifest.systems)})")
     device = config.torch_device()
     workers = worker_count(config.workers, device, config.replicas)
-    restart_path = out / RESTART
+    output = SimulationOutput(out)
     settings = asdict(config)
-    restart = read_restart(restart_path, names, config.replicas) if restart_path.is_file() else None
-    leftovers = _beginnings(out, settings, names) if restart is None else []
+    restart = output.read_restart(names, config.replicas) if output.restart_path.is_file() else None
+    leftovers = _beginnings(output, settings, names) if restart is None else []
     if restart is not None:
         changed = [k for k in FIXED if restart["config"].get(k) != settings[k]]
         if changed:
@@ -363,7 +297,7 @@ def simulate(config: SimulateConfig) -> Path:
         masses = np.asarray(config.masses, dtype=np.float64) if config.masses else bead_masses(root, name, info)
         if len(masses) != info.n_beads:
             raise ConfigError(f"simulate: {len(masses)} masses given for system '{name}' of {info.n_beads} beads")
-        start = _starts(root, manifest, name, config.replicas, config.seed + i)
+        start = start_frames(root, manifest, name, config.replicas, config.seed + i)
         limit = config.max_bond_factor * max(
             (float(np.nanmax(np.linalg.norm(start[:, a] - start[:, b], axis=-1))) for a, b in info.bonds), default=0.0
         )
@@ -374,21 +308,19 @@ def simulate(config: SimulateConfig) -> Path:
         force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(device))
         starts.append(start)
     if restart is None:
-        _start_afresh(out, leftovers, settings)
+        _start_afresh(output, leftovers, settings)
     for name, start, spec in zip(names, starts, specs, strict=True):
         info = manifest.systems[name]
         (out / name).mkdir(parents=True, exist_ok=True)
         top = cg_topology(info.bead_names, info.bonds)
         if restart is None:
-            write_topology_pdb(out / name / "topology.pdb", top, start[0])
+            output.write_topology(name, top, start[0])
             state, frames = None, [0] * config.replicas
         else:
             state = state_tensors(restart["systems"][name]["state"])
             frames = restart["systems"][name]["frames"]
             for r in range(config.replicas):  # a run killed between the two writes: drop the extra frames
-                path = out / name / f"replica-{r:03d}.dcd"
-                if dcd_frames(path) > frames[r]:
-                    trim_dcd(path, frames[r], info.n_beads)
+                output.trim(name, r, frames[r], info.n_beads)
         sims[name] = dict(state=state, frames=frames, top=top, temperature=spec.temperature)
 
     done = 0 if restart is None else min(s["state"].step for s in sims.values())
@@ -416,7 +348,7 @@ def simulate(config: SimulateConfig) -> Path:
     else:
         log.info("simulating %d replicas of %d systems in one process on %s", config.replicas, len(sims), device)
     log.info("%s", timing)
-    writer = _Writer(out, sims, settings, config, blocks, done, fingerprint)
+    writer = _Writer(output, sims, settings, config, blocks, done, fingerprint)
     t0 = time.perf_counter()
     try:
         run_jobs(integrate_block, jobs, writer)
@@ -431,9 +363,9 @@ class _Writer:
     progress bar for all of them and, once every block has reached a flush step, writes that
     step's frames of every replica, then the restart state and the summary."""
 
-    def __init__(self, out: Path, sims: dict, settings: dict, config: SimulateConfig, blocks: list[range], done: int,
-                 fingerprint: str) -> None:
-        self.out, self.sims, self.settings, self.config, self.blocks = out, sims, settings, config, blocks
+    def __init__(self, output: SimulationOutput, sims: dict, settings: dict, config: SimulateConfig, blocks: list[range],
+                 done: int, fingerprint: str) -> None:
+        self.output, self.sims, self.settings, self.config, self.blocks = output, sims, settings, config, blocks
         self.fingerprint = fingerprint
         self.dt_ps = config.timestep_fs * FS_TO_PS
         self.reached, self.pending = [done] * len(blocks), {}
@@ -480,14 +412,11 @@ class _Writer:
             alive = np.concatenate([f[k][1] for f, _ in ordered], axis=1)  # [F, R]: a stopped replica's frozen frames: not saved
             for r in range(frames.shape[1]):
                 if alive[:, r].any():
-                    append_frames(self.out / name / f"replica-{r:03d}.dcd", s["top"], frames[:, r][alive[:, r]], self.dt_ps,
-                                  self.config.save_every)
+                    self.output.append(name, r, s["top"], frames[:, r][alive[:, r]], self.dt_ps, self.config.save_every)
                     s["frames"][r] += int(alive[:, r].sum())
         state = {"config": self.settings, "model": {"sha256": self.fingerprint},  # plain data: read with weights_only=True
                  "systems": {n: {"state": s["state"].state_dict(), "frames": s["frames"]} for n, s in self.sims.items()}}
-        tmp = self.out / (RESTART + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / RESTART)
+        self.output.write_restart(state)
         summary = {
             "settings": self.settings,
             "model_sha256": self.fingerprint,
@@ -497,6 +426,4 @@ class _Writer:
                 for n, s in self.sims.items()
             },
         }
-        tmp = self.out / "simulation.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, self.out / "simulation.json")
+        self.output.write_record(summary)

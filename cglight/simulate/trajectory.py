@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cglight.atomic import atomic_path
+
 ELEMENTS = ("C", "N", "O", "S", "H", "P")
 
 
@@ -37,11 +39,8 @@ def write_topology_pdb(path: str | os.PathLike, topology, pos: np.ndarray) -> No
     """``pos [n, 3]`` in Å; written atomically."""
     from openmm import app, unit
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         app.PDBFile.writeFile(topology, (np.asarray(pos, dtype=np.float64) * 0.1) * unit.nanometer, f)
-    os.replace(tmp, path)
 
 
 def _header_bytes(f) -> int:

@@ -174,8 +174,8 @@ def test_training_reports_a_truncated_shard_in_one_line(data, tmp_path, capsys):
 
 
 def test_simulate_starts_from_a_truncated_shard_are_refused_naming_it(data):
-    from cglight.simulate.run import _starts
+    from cglight.data.reader import start_frames
 
     path = _truncate(data)
     with pytest.raises(DatasetError, match=rf"{path}: truncated or not an HDF5 file"):
-        _starts(data, read_manifest(data), "a", 40, 0)  # 40 replicas of 40 frames: shard 1 is read
+        start_frames(data, read_manifest(data), "a", 40, 0)  # 40 replicas of 40 frames: shard 1 is read

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from cglight.atomic import PARTIAL
 from cglight.data import CGDataModule, ShardDataset, keys, read_manifest
 from cglight.data.shards import write_shard
 from cglight.errors import DatasetError
@@ -35,7 +36,7 @@ def test_manifest_matches_the_contract(tiny_dataset):
         with h5py.File(tiny_dataset / sh["path"], "r") as f:
             assert f["pos"].dtype == np.float32 and f["hessian"].shape == (sh["frames"], 15, 15)
             assert np.issubdtype(f["frame_index"].dtype, np.integer)
-    assert not list(tiny_dataset.rglob("*.partial")) and not list(tiny_dataset.parent.glob(".*partial*"))
+    assert not list(tiny_dataset.rglob(f"*{PARTIAL}*")) and not list(tiny_dataset.parent.glob(f"*{PARTIAL}*"))
 
 
 def test_batches_return_stored_values_in_requested_order(tiny_dataset):

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from cglight.atomic import PARTIAL
 from cglight.errors import ConfigError
 from cglight.model import BackboneConfig, CGPotential
 from cglight.model.last_checkpoint import LastCheckpoint
@@ -82,7 +83,7 @@ def test_last_holds_the_final_step_when_the_monitored_score_stops_improving(tmp_
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 3 * STEPS
     assert _weights_equal(last, model)
-    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+    assert not list((tmp_path / "checkpoints").glob(f"*{PARTIAL}*"))
 
 
 def test_last_written_at_the_end_of_a_run_stopped_mid_epoch(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cglight.cli import main
+from cglight.simulate import output as simulate_output
 from cglight.simulate import run as simulate_run
 from tests.energy.test_backbones import write_checkpoint_naming, write_side_effect_backbone
 
@@ -139,7 +140,7 @@ class _Killed(BaseException):  # not an Exception: like a kill, nothing in cglig
 @pytest.mark.slow
 def test_a_run_killed_before_its_first_flush_reruns_from_scratch(checkpoint, tiny_dataset, tmp_path, monkeypatch):
     assert _simulate(checkpoint, tiny_dataset, tmp_path / "whole", 80) == 0
-    real, calls = simulate_run.append_frames, []
+    real, calls = simulate_output.append_frames, []
 
     def dies_on_second_replica(*args, **kwargs):  # killed in the middle of the first flush
         calls.append(args[0])
@@ -147,10 +148,10 @@ def test_a_run_killed_before_its_first_flush_reruns_from_scratch(checkpoint, tin
             raise _Killed
         real(*args, **kwargs)
 
-    monkeypatch.setattr(simulate_run, "append_frames", dies_on_second_replica)
+    monkeypatch.setattr(simulate_output, "append_frames", dies_on_second_replica)
     with pytest.raises(_Killed):
         _simulate(checkpoint, tiny_dataset, tmp_path / "cut", 80)
-    monkeypatch.setattr(simulate_run, "append_frames", real)
+    monkeypatch.setattr(simulate_output, "append_frames", real)
     assert not (tmp_path / "cut/restart.pt").exists() and (tmp_path / "cut/ala2/replica-000.dcd").exists()
     assert _simulate(checkpoint, tiny_dataset, tmp_path / "cut", 80) == 0
     for a, b in zip(_trajectories(tmp_path / "whole"), _trajectories(tmp_path / "cut"), strict=True):
@@ -162,7 +163,7 @@ def test_an_out_holding_foreign_files_is_refused_and_kept(checkpoint, tiny_datas
     def killed(*args, **kwargs):
         raise _Killed
 
-    monkeypatch.setattr(simulate_run, "append_frames", killed)
+    monkeypatch.setattr(simulate_output, "append_frames", killed)
     with pytest.raises(_Killed):
         _simulate(checkpoint, tiny_dataset, tmp_path / "cut", 40)
     monkeypatch.undo()

@@ -150,7 +150,7 @@ def test_the_bond_limit_is_the_factor_times_the_longest_start_bond(network_check
     import mdtraj as md
 
     from cglight.data.manifest import read_manifest
-    from cglight.simulate.run import _starts
+    from cglight.data.reader import start_frames
     from tests.data.synthetic import write_synthetic
 
     data = write_synthetic(tmp_path / "ds", {"a": [8]}, temperature=450.0)
@@ -159,7 +159,7 @@ def test_the_bond_limit_is_the_factor_times_the_longest_start_bond(network_check
     args = ["--replicas", str(replicas), "--save_every", "1", "--flush_every", "100", "--max_bond_factor", str(factor),
             "--masses", json.dumps(MASSES)]
     assert _simulate(network_checkpoint, data, out, 100, args) == 0
-    start = _starts(data, read_manifest(data), "a", replicas, 3)  # seed 3, system 0: as the run drew them
+    start = start_frames(data, read_manifest(data), "a", replicas, 3)  # seed 3, system 0: as the run drew them
     bonds = np.array([[i, i + 1] for i in range(4)])
     limit = factor * np.linalg.norm(start[:, bonds[:, 0]] - start[:, bonds[:, 1]], axis=-1).max()
     summary = json.loads((out / "simulation.json").read_text())["systems"]["a"]
