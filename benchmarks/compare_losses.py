@@ -29,6 +29,18 @@ The comparison config (YAML):
     evaluate: configs/evaluate/ala2.yaml
     evaluate_args: []
     pmf_hessian: {frames: 4, samples: 2000}
+    held_out_force: true                   # also `cglight test` every model: its test-split losses
+    variants:                              # optional: name → extra fit options; every loss set runs under each
+      250-full: [--data.train_frames, "250"]
+      250-repulsion: [--data.train_frames, "250", --model.priors, "{bonds: null, angles: null, dihedrals: null}"]
+
+With ``variants`` (learning curves: training frames × priors) the runs go to ``OUT/<variant>/<run>``,
+each variant gets its own tables, ``--data.seed`` follows the training seed (a different subset of
+frames for every seed), and a learning-curve table of every measure by variant and loss set (with
+the paired differences against the first loss set) is printed and drawn to ``OUT/learning_curve.png``.
+When the simulation holds several systems (held-out peptides, ``configs/compare/peptides.yaml``),
+every system gets its tables, and the paired differences are also pooled over systems: per seed the
+mean over systems (one model judges them all), then a t-interval over seeds.
 """
 
 from __future__ import annotations
@@ -170,65 +182,128 @@ def main() -> None:
     out = Path(args.out or f"comparisons/{Path(args.config).stem}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("CGLIGHT_PROGRESS", "0")
-    sim_cfg = yaml.safe_load(Path(config["simulate"]).read_text())
-    data = Path(sim_cfg["starts"])
-    times: dict[str, float] = {}
-    pmf_cfg = config.get("pmf_hessian")
-    reference, bead_types, bonds = None, None, None
-    results: dict[str, list[dict]] = {}
-    for loss_name, losses in config["losses"].items():
-        for seed in args.seeds:
-            tag = f"{loss_name.replace('+', '_')}-seed{seed}"
-            run_dir = out / tag
-            run_dir.mkdir(exist_ok=True)
-            ckpt = run_dir / "fit/cglight/version_0/checkpoints/last.ckpt"
-            seconds = run_dir / "seconds.json"
-            timing = json.loads(seconds.read_text()) if seconds.is_file() else {}
-            if not ckpt.is_file():
-                timing["fit"] = run(["fit", "--config", config["fit"], *config.get("fit_args", []), "--model.losses", json.dumps(losses),
-                                     "--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir / "fit"),
-                                     "--trainer.logger.init_args.save_dir", str(run_dir / "fit")], run_dir / "fit.log")
-            seconds.write_text(json.dumps(timing))
-            if reference is None and pmf_cfg:  # the first fit has built the dataset
-                reference = pmf_hessians(data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000), out / "pmf_hessians.json")
-                times["pmf_hessian"] = reference["seconds"]  # of the estimate, cached or not
-            if not (run_dir / "eval/metrics.json").is_file():
-                if "simulate" not in timing or not (run_dir / "sim/simulation.json").is_file():  # not finished yet
-                    timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []),
-                                              "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
-                                             run_dir / "simulate.log")
-                    seconds.write_text(json.dumps(timing))
-                timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--overwrite", "true",
-                                          *config.get("evaluate_args", []), "--simulation", str(run_dir / "sim"),
-                                          "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
-                seconds.write_text(json.dumps(timing))
-            metrics = next(iter(json.loads((run_dir / "eval/metrics.json").read_text())["systems"].values()))
-            if reference is not None:
-                if bead_types is None:
-                    from cglight.data.manifest import read_manifest
-
-                    system_info = next(iter(read_manifest(data).systems.values()))
-                    bead_types, bonds = system_info.bead_types, system_info.bonds
-                metrics["pmf_hessian"] = hessian_errors(ckpt, reference, bead_types, bonds)
-            if config.get("diagnose", True) and seed == args.seeds[0] and not (run_dir / "diagnose.json").is_file():
-                timing["diagnose"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(data),
-                                          "--out", str(run_dir / "diagnose.json")], run_dir / "diagnose.log")
-                seconds.write_text(json.dumps(timing))
-            if (run_dir / "diagnose.json").is_file():
-                for system, entry in json.loads((run_dir / "diagnose.json").read_text())["systems"].items():
-                    for line in entry["verdict"]:
-                        print(f"  diagnose {tag} {system}: {line}")
-            metrics["seconds"] = timing
-            results.setdefault(loss_name, []).append(metrics)
-            print(f"{tag}: KL TIC1 plug-in {metrics['kl_tic1']['plugin']:.3f} {timing}", flush=True)
-
-    if reference is not None:
-        noise = [f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in reference["frames"]]
+    study = Study(config, out, Path(yaml.safe_load(Path(config["simulate"]).read_text())["starts"]), args.seeds)
+    results: dict[str, dict[str, list[dict]]] = {}  # variant → loss set → one row per seed
+    for variant, variant_args in (config.get("variants") or {"": []}).items():
+        for loss_name, losses in config["losses"].items():
+            for seed in args.seeds:
+                row = study.run(variant, list(variant_args), loss_name, losses, seed)
+                results.setdefault(variant, {}).setdefault(loss_name, []).append(row)
+    if study.reference is not None:
+        noise = [f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in study.reference["frames"]]
         print(f"PMF-Hessian reference: {len(noise)} configurations, standard error {min(noise):.1%}–{max(noise):.1%} of its norm "
               "(a perfect model's Hessian error would be about that)")
-    print_tables(results)
-    (out / "summary.json").write_text(json.dumps({"results": results, "seconds": times}, indent=2) + "\n")
-    print(f"\nwall times (s): {times}; per run in {out / 'summary.json'}")
+    for variant, table in results.items():
+        if variant:
+            print(f"\n===== {variant}: {' '.join(config['variants'][variant]) or '(no extra fit options)'}")
+        systems = list(next(iter(table.values()))[0]["systems"])
+        for system in systems:
+            if len(systems) > 1:
+                print(f"\n--- system {system}")
+            print_tables({name: [system_row(r, system) for r in rows] for name, rows in table.items()})
+        if len(systems) > 1:
+            print_pooled(table, systems)
+        print_held_out_force(table)
+    if len(results) > 1:
+        print_learning_curve(results, out / "learning_curve.png")
+    (out / "summary.json").write_text(json.dumps({"results": results, "seconds": study.times}, indent=2) + "\n")
+    print(f"\nwall times (s): {study.times}; per run in {out / 'summary.json'}")
+
+
+class Study:
+    """The runs of one comparison config: each (variant, loss set, seed) fitted, simulated, evaluated,
+    scored; a stage already done (its wall time in ``seconds.json``) is not run again."""
+
+    def __init__(self, config: dict, out: Path, data: Path, seeds: list[int]) -> None:
+        self.config, self.out, self.data, self.seeds = config, out, data, seeds
+        self.times: dict[str, float] = {}
+        self.reference: dict | None = None
+        self.bead_types: list[int] | None = None
+        self.bonds: list[list[int]] | None = None
+
+    def run(self, variant: str, variant_args: list[str], loss_name: str, losses: dict, seed: int) -> dict:
+        """One run: ``{"systems": {name: evaluate's metrics}, "pmf_hessian", "held_out", "seconds"}``."""
+        config, tag = self.config, f"{loss_name.replace('+', '_')}-seed{seed}"
+        run_dir = (self.out / variant / tag) if variant else self.out / tag
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = run_dir / "fit/cglight/version_0/checkpoints/last.ckpt"
+        seconds = run_dir / "seconds.json"
+        timing = json.loads(seconds.read_text()) if seconds.is_file() else {}
+        model_args = [*config.get("fit_args", []), *variant_args, "--model.losses", json.dumps(losses)]
+        if variant_args:  # a variant may choose a subset of the training frames: a different one for every seed
+            model_args += ["--data.seed", str(seed)]
+        if not ckpt.is_file():
+            timing["fit"] = run(["fit", "--config", config["fit"], *model_args, "--seed_everything", str(seed),
+                                 "--trainer.default_root_dir", str(run_dir / "fit"),
+                                 "--trainer.logger.init_args.save_dir", str(run_dir / "fit")], run_dir / "fit.log")
+        seconds.write_text(json.dumps(timing))
+        pmf_cfg = config.get("pmf_hessian")
+        if self.reference is None and pmf_cfg:  # the first fit has built the dataset
+            self.reference = pmf_hessians(self.data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000),
+                                          self.out / "pmf_hessians.json")
+            self.times["pmf_hessian"] = self.reference["seconds"]  # of the estimate, cached or not
+        if not (run_dir / "eval/metrics.json").is_file():
+            if "simulate" not in timing or not (run_dir / "sim/simulation.json").is_file():  # not finished yet
+                timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []),
+                                          "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
+                                         run_dir / "simulate.log")
+                seconds.write_text(json.dumps(timing))
+            timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--overwrite", "true",
+                                      *config.get("evaluate_args", []), "--simulation", str(run_dir / "sim"),
+                                      "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
+            seconds.write_text(json.dumps(timing))
+        row: dict = {"systems": json.loads((run_dir / "eval/metrics.json").read_text())["systems"]}
+        if self.reference is not None:
+            row["pmf_hessian"] = hessian_errors(ckpt, self.reference, *self._first_system())
+        if config.get("held_out_force"):
+            row["held_out"] = self._held_out(run_dir, ckpt, model_args, timing)
+            seconds.write_text(json.dumps(timing))
+        self._diagnose(run_dir, tag, ckpt, seed, timing)
+        seconds.write_text(json.dumps(timing))
+        row["seconds"] = timing
+        first = next(iter(row["systems"].values()))
+        print(f"{variant + '/' if variant else ''}{tag}: KL TIC1 plug-in {first['kl_tic1']['plugin']:.3f} {timing}", flush=True)
+        return row
+
+    def _first_system(self) -> tuple[list[int], list[list[int]]]:
+        if self.bead_types is None:
+            from cglight.data.manifest import read_manifest
+
+            info = next(iter(read_manifest(self.data).systems.values()))
+            self.bead_types, self.bonds = info.bead_types, info.bonds
+        return self.bead_types, self.bonds
+
+    def _held_out(self, run_dir: Path, ckpt: Path, model_args: list[str], timing: dict) -> dict[str, float]:
+        """``cglight test`` of the model: its losses on the test split (held-out frames, or held-out systems
+        with ``data.holdout_systems``), normalised and raw, from the CSV log."""
+        found = sorted((run_dir / "test").glob("cglight/version_*/metrics.csv"))
+        if not found:
+            timing["test"] = run(["test", "--config", self.config["fit"], *model_args, "--ckpt_path", str(ckpt),
+                                  "--trainer.default_root_dir", str(run_dir / "test"),
+                                  "--trainer.logger.init_args.save_dir", str(run_dir / "test")], run_dir / "test.log")
+            found = sorted((run_dir / "test").glob("cglight/version_*/metrics.csv"))
+        import csv
+
+        with open(found[-1]) as f:
+            rows = [r for r in csv.DictReader(f)]
+        return {k: float(v) for r in rows for k, v in r.items() if k.startswith("test/") and v not in ("", None)}
+
+    def _diagnose(self, run_dir: Path, tag: str, ckpt: Path, seed: int, timing: dict) -> None:
+        if self.config.get("diagnose", True) and seed == self.seeds[0] and not (run_dir / "diagnose.json").is_file():
+            timing["diagnose"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(self.data),
+                                      "--out", str(run_dir / "diagnose.json")], run_dir / "diagnose.log")
+        if (run_dir / "diagnose.json").is_file():
+            for system, entry in json.loads((run_dir / "diagnose.json").read_text())["systems"].items():
+                for line in entry["verdict"]:
+                    print(f"  diagnose {tag} {system}: {line}")
+
+
+def system_row(row: dict, system: str) -> dict:
+    """One run's metrics of ``system`` (with the PMF-Hessian errors, which are of the dataset's first system)."""
+    metrics = dict(row["systems"][system])
+    if "pmf_hessian" in row and system == next(iter(row["systems"])):
+        metrics["pmf_hessian"] = row["pmf_hessian"]
+    return metrics
 
 
 DIVERGENCES = {"kl_tic1": "KL TIC1", "js_tic1": "JS TIC1", "kl_tic12": "KL TIC1/2", "kl_phi_psi": "KL (φ,ψ)"}
@@ -287,6 +362,96 @@ def print_tables(results: dict[str, list[dict]]) -> None:
                                                               if "reference_soft_trace_stderr" in ref else "")
             print(f"  {name:<14} {cells}; soft trace {np.mean([x['soft_trace'] for x in h]):.1f} vs {ref_trace}")
 
+
+
+def print_pooled(table: dict[str, list[dict]], systems: list[str]) -> None:
+    """Paired differences against the first loss set over every judged system (held-out molecules): per seed
+    the mean over systems (one model per seed judges them all, so systems are not independent), then the
+    t-interval over seeds; and on how many (system, seed) pairs the loss set scored lower."""
+    names = list(table)
+    base = names[0]
+    print(f"\nPooled over {len(systems)} systems ({', '.join(systems)}): KL TIC1 plug-in, loss set − {base!r}")
+    for name in names[1:]:
+        per_seed, lower, pairs = [], 0, 0
+        for a, b in zip(table[base], table[name]):
+            diffs = [b["systems"][s]["kl_tic1"]["plugin"] - a["systems"][s]["kl_tic1"]["plugin"] for s in systems]
+            per_seed.append(float(np.mean(diffs)))
+            lower += sum(d < 0 for d in diffs)
+            pairs += len(diffs)
+        print(f"  {name} − {base}: mean over systems, then over seeds {mean_interval(per_seed)}; lower on {lower} of {pairs} "
+              "(system, seed) pairs")
+
+
+def print_held_out_force(table: dict[str, list[dict]]) -> None:
+    """The test-split force loss (normalised: 1 = as bad as predicting zero) of every loss set, when measured."""
+    if not all("held_out" in r for rows in table.values() for r in rows):
+        return
+    print("\nHeld-out force error (cglight test, test split; normalised, 1 = as bad as predicting zero), mean [95 % t-interval over seeds]")
+    for name, rows in table.items():
+        values = [r["held_out"].get("test/force") for r in rows]
+        if None not in values:
+            print(f"  {name:<24} {mean_interval(values)}")
+
+
+def curve_points(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, list[tuple[str, list[float]]]]]:
+    """measure → loss set → [(variant, one value per seed)], for the first judged system."""
+    points: dict[str, dict[str, list[tuple[str, list[float]]]]] = {}
+    measures = {"KL TIC1 (plug-in)": lambda r: next(iter(r["systems"].values()))["kl_tic1"]["plugin"],
+                "held-out force error": lambda r: r["held_out"]["test/force"],
+                "soft-block Hessian error": lambda r: r["pmf_hessian"]["soft"]}
+    for measure, get in measures.items():
+        for variant, table in results.items():
+            for name, rows in table.items():
+                try:
+                    values = [float(get(r)) for r in rows]
+                except (KeyError, TypeError, StopIteration):
+                    continue
+                points.setdefault(measure, {}).setdefault(name, []).append((variant, values))
+    return points
+
+
+def print_learning_curve(results: dict[str, dict[str, list[dict]]], png: Path) -> None:
+    """Every measure by variant (rows) and loss set (columns), mean [95 % t-interval over seeds]; the
+    paired difference of every loss set against the first per variant; and the same as a figure."""
+    points = curve_points(results)
+    names = list(next(iter(results.values())))
+    for measure, by_loss in points.items():
+        print(f"\nLearning curve: {measure}, mean [95 % t-interval over seeds]")
+        print(f"{'variant':<22} " + " ".join(f"{n:>28}" for n in by_loss))
+        for i, variant in enumerate(results):
+            cells = [next((mean_interval(v) for var, v in by_loss[n] if var == variant), "–") for n in by_loss]
+            print(f"{variant:<22} " + " ".join(f"{c:>28}" for c in cells))
+        base = by_loss.get(names[0], [])
+        for name in names[1:]:
+            diffs = [(var, [b - a for a, b in zip(va, vb)]) for (var, va), (_, vb) in zip(base, by_loss.get(name, []))]
+            print(f"  {name} − {names[0]}: " + "; ".join(f"{var} {mean_interval(d)}" for var, d in diffs))
+    plot_learning_curve(points, list(results), png)
+
+
+def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), squeeze=False)
+    for ax, (measure, by_loss) in zip(axes[0], points.items()):
+        for shift, (name, series) in enumerate(by_loss.items()):
+            x = [variants.index(var) + 0.08 * (shift - (len(by_loss) - 1) / 2) for var, _ in series]
+            mean = [float(np.mean(v)) for _, v in series]
+            half = [T_975.get(len(v) - 1, 1.96) * float(np.std(v, ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+                    for _, v in series]
+            ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, label=name)
+        ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+        ax.set_title(measure)
+        ax.set_ylabel(f"{measure} (dimensionless)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("mean over seeds with 95 % t-intervals")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    print(f"learning curve: {png}")
 
 if __name__ == "__main__":
     main()
