@@ -48,6 +48,24 @@ def chain(n: int, replicas: int, seed: int = 0) -> torch.Tensor:
     return torch.cumsum(steps, 1)
 
 
+PRIORS = {"bonds": {}, "angles": {}}
+
+
+def chain_model(backbone: dict, n: int, replicas: int) -> tuple[CGEnergy, torch.Tensor, list[list[int]], torch.Tensor]:
+    """An untrained ``backbone`` with bond and angle priors on a chain of ``n`` beads: the model (frozen), its
+    bead types, bonds and ``replicas`` copies of the chain [R, n, 3] Å. The priors, fitted to noisy copies of
+    the chain, keep every replica together, as in a real CG simulation (an untrained network alone lets the
+    beads drift apart, and a sparser graph is cheaper to evaluate: the rates would not be comparable)."""
+    pos = chain(n, 1)
+    types = torch.randint(1, 10, (n,), generator=torch.Generator().manual_seed(n))
+    bonds = [[i, i + 1] for i in range(n - 1)]
+    model = CGEnergy(backbone, PRIORS).eval()
+    frames = pos + 0.05 * torch.randn(2000, n, 3, generator=torch.Generator().manual_seed(1))
+    model.fit_priors([(frames, types)], {"bench": SimpleNamespace(temperature=300.0, bead_types=types.tolist(), bonds=bonds)})
+    model.requires_grad_(False)  # as cglight simulate loads it (load_energy_model); torchmd gets the same model
+    return model, types, bonds, pos.expand(replicas, n, 3).clone()
+
+
 def rate(fn, steps: int, replicas: int, warmup: int = 20) -> float:
     fn(warmup)
     t = time.perf_counter()
@@ -73,19 +91,9 @@ def main() -> None:
     print(f"{'beads':>5} {'forward+grad':>13} {'cglight':>9} {'torchmd':>9} {'cglight/torchmd':>16}")
     rows, noise_rows = [], []
     for n in args.beads:
-        pos = chain(n, args.replicas)
-        types = torch.randint(1, 10, (n,), generator=torch.Generator().manual_seed(n))
+        model, types, bonds, pos = chain_model(backbone, n, args.replicas)
+        priors = PRIORS
         masses = torch.full((n,), 12.0)
-        # bond and angle priors fitted to noisy copies of the chain keep every replica together, as in
-        # a real CG simulation (an untrained network alone lets the beads drift apart, and a sparser
-        # graph is cheaper to evaluate: the rates would not be comparable)
-        bonds = [[i, i + 1] for i in range(n - 1)]
-        priors = {"bonds": {}, "angles": {}}
-        model = CGEnergy(backbone, priors).eval()
-        frames = pos[:1] + 0.05 * torch.randn(2000, n, 3, generator=torch.Generator().manual_seed(1))
-        model.fit_priors([(frames, types)], {"bench": SimpleNamespace(temperature=300.0, bead_types=types.tolist(), bonds=bonds)})
-        model.requires_grad_(False)  # as cglight simulate loads it (load_energy_model); torchmd gets the same model
-        pos = pos[:1].expand(args.replicas, n, 3).clone()
         forces = force_function(model, types, bonds)
 
         def bare(k):
@@ -153,8 +161,8 @@ CHUNK = 20
 """Steps between the frames of the ``cglight simulate`` runs (as its ``save_every``)."""
 
 
-def torchmd_integrator(model, types, bonds, pos, masses):
-    """torchmd 1.1.2's integrator on the same energy (None when torchmd is not installed)."""
+def torchmd_integrator(model, types, bonds, pos, masses, device: str = "cpu"):
+    """torchmd 1.1.2's integrator on the same energy, on ``device`` (None when torchmd is not installed)."""
     try:
         from torchmd.forces import Forces
         from torchmd.integrator import Integrator, maxwell_boltzmann
@@ -171,13 +179,13 @@ def torchmd_integrator(model, types, bonds, pos, masses):
             return e.detach(), -g
 
     replicas, n = pos.shape[:2]
-    system = System(n, replicas, torch.float32, "cpu")
+    system = System(n, replicas, torch.float32, device)
     system.set_positions(pos.permute(1, 2, 0))
     system.masses[:] = 12.0
     system.set_velocities(maxwell_boltzmann(system.masses, 300.0, replicas))
     ff = Forces(SimpleNamespace(nonbonded_params=None, masses=masses.numpy()), terms=[], external=External())
     ff.compute(system.pos, system.box, system.forces)
-    return Integrator(system, ff, timestep=1.0, device="cpu", gamma=1.0, T=300.0)
+    return Integrator(system, ff, timestep=1.0, device=device, gamma=1.0, T=300.0)
 
 
 def best_threads(tmd, candidates: list[int], replicas: int) -> int:
