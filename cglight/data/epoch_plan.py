@@ -130,19 +130,19 @@ class EpochPlan:
             return np.arange(n)
         return np.random.default_rng([self.seed, self.epoch, 1, window]).permutation(n)
 
+    def window_frames(self, w: int) -> list[tuple[int, int]]:
+        """``(shard, frame within the shard)`` of each frame of window ``w``, in the window's (shuffled) order."""
+        frames = [(shard, i) for shard, a, b in self.window(w).pieces for i in range(a, b)]
+        return [frames[j] for j in self.order(w)]
+
     def frames_of(self, batch: int) -> list[tuple[int, int]]:
         """``(shard, frame within the shard)`` of each frame of global batch ``batch``, in batch order."""
         w, b = self.locate(batch)
-        frames = [(shard, i) for shard, lo, hi in self.window(w).pieces for i in range(lo, hi)]
-        return [frames[j] for j in self.order(w)[b * self.batch_size : (b + 1) * self.batch_size]]
+        return self.window_frames(w)[b * self.batch_size : (b + 1) * self.batch_size]
 
     def origins(self) -> list[tuple[int, int]]:
         """``(shard, frame within the shard)`` of every frame of the epoch, in the order of its global batches."""
-        out: list[tuple[int, int]] = []
-        for w in range(len(self.frames)):
-            frames = [(shard, i) for shard, a, b in self.window(w).pieces for i in range(a, b)]
-            out.extend(frames[j] for j in self.order(w))
-        return out
+        return [f for w in range(len(self.frames)) for f in self.window_frames(w)]
 
     def chunks(self, rank: int, world: int, remainder: str, skip: int = 0, worker: int = 0,
                workers: int = 1) -> Iterator[list[int]]:
