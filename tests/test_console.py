@@ -172,7 +172,7 @@ def test_help_describes_every_option(command, capsys, monkeypatch, tmp_path):
     assert [option for option, description in entries if not _described(description)] == []
     assert command == ["plugins"] or len(entries) >= 2
     # oracle for the commands built from a config dataclass: one described option per field
-    configs = {"prepare": "cglight.prepare.pipeline:PrepareConfig", "simulate": "cglight.simulate.config:SimulateConfig",
+    configs = {"prepare": "cglight.prepare.config:PrepareConfig", "simulate": "cglight.simulate.config:SimulateConfig",
                "evaluate": "cglight.evaluate.config:EvaluateConfig", "diagnose": "cglight.diagnose.config:DiagnoseConfig"}
     if command[0] in configs:
         import importlib

@@ -17,9 +17,10 @@ import logging
 import os
 from pathlib import Path, PurePosixPath
 
+from cglight.atomic import atomic_write
 from cglight.data.manifest import MANIFEST, Manifest, ShardInfo, SystemInfo, read_manifest, write_manifest
 from cglight.data.shards import sha256
-from cglight.data.workdir import atomic_copy, atomic_write_text
+from cglight.data.workdir import atomic_copy
 from cglight.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _claim(out: Path, sources: list[Path]) -> None:
         return
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out} already exists and holds other files; choose another OUT (combine never overwrites)")
-    atomic_write_text(record, json.dumps({"sources": mine}, indent=2) + "\n")
+    atomic_write(record, json.dumps({"sources": mine}, indent=2) + "\n")
 
 
 def _systems(manifests: dict[Path, Manifest]) -> dict[str, tuple[Path, SystemInfo]]:

@@ -107,6 +107,7 @@ class CGDataModule(L.LightningDataModule):
                             ("train_frames", 1 if train_frames is None else train_frames)):
             if value < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {value}")
+        # one check per argument, each naming its key and what is allowed (alike in shape to other validators only)
         if num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
         if remainder not in REMAINDER:

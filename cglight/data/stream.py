@@ -1,31 +1,10 @@
 """``ShardStream``: a shard dataset streamed in contiguous blocks, split across ranks and workers.
 
-How one epoch is laid out (every process computes the same plan from ``seed`` and ``epoch``
-alone, so no process needs to talk to another):
-
-1. Each system's frames (the split's ``Segment``\\ s) are cut into **blocks** of ``block_frames``
-   consecutive frames, the unit of reading: one HDF5 slice per dataset, never random frames.
-2. With shuffling, the blocks of a system are permuted, then packed into **windows** of
-   ``window_frames`` frames (rounded up to a multiple of ``batch_size``). A window is the shuffle
-   buffer: its frames come from blocks all over the system's shards and are permuted as a whole,
-   then cut into batches. Every batch holds frames of one system; only a system's last window
-   can end in a short batch. With ``mix`` (``data.mix_systems``) the blocks of all systems are
-   shuffled and packed together instead: a window, and so a batch, holds frames of several
-   systems (a mixed batch, ``cglight.data.mixed``), and only the epoch's last window can end in
-   a short batch.
-3. The windows of all systems are permuted, giving the epoch's list of ``T`` global batches.
-4. **Ranks.** With ``W`` ranks every rank takes ``K`` consecutive global batches: rank ``r`` the
-   batches ``rK … rK+K-1``. Remainder policy ``pad`` (default): ``K = ceil(T / W)`` and the
-   positions past ``T`` wrap around to the epoch's first batches, so every frame is seen at least
-   once and the first ``KW - T`` batches twice; ``drop``: ``K = floor(T / W)`` and the last
-   ``T - KW`` batches of the epoch's order are skipped (a different few every epoch). Either way
-   every rank yields exactly ``K`` batches, so uneven shards never leave a rank waiting.
-5. **Workers.** A rank's batches are grouped into chunks of one window's worth of batches; the
-   DataLoader workers take the chunks in turn (chunk ``j`` → worker ``j mod num_workers``) and
-   deliver each as one item, which the ``StreamLoader`` unpacks. The order a rank sees is
-   therefore the plan's order whatever the number of workers.
-6. **Resume.** ``skip`` batches already trained on are left out of the pass (whole chunks are not
-   read at all).
+Which frames each rank and worker gets, batch by batch, is the epoch plan (``cglight.data.epoch_plan``,
+pure, the same in every process from ``seed`` and ``epoch``); the reading is ``cglight.data.reader``.
+Here the two meet: a pass computes the plan, reads the windows its chunks need and assembles the
+batches; ``StreamLoader`` hands the chunks to DataLoader workers and unpacks them in plan order, and
+``StreamPosition`` lets a resumed pass skip the batches already trained on.
 
 Memory: a worker holds one window (``window_frames`` frames, every field), the chunk it is
 building and, while sending it, that chunk's shared-memory copy; the DataLoader queues at most
@@ -38,7 +17,6 @@ block (about 40 MB for 100 million frames).
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,14 +29,16 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from cglight.data.epoch_plan import REMAINDER, EpochPlan, Window, batches_per_rank
 from cglight.data.manifest import Manifest
 from cglight.data.mixed import pack
 from cglight.data.reader import ShardReader
 from cglight.data.splits import Segment
 from cglight.errors import ConfigError, DatasetError
 
+__all__ = ["REMAINDER", "ReadError", "ShardStream", "StreamLoader", "StreamPosition", "rank_and_world", "worker_and_workers"]
+
 log = logging.getLogger("cglight")
-REMAINDER = ("pad", "drop")
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -72,92 +52,6 @@ def worker_and_workers() -> tuple[int, int]:
     """This DataLoader worker's id and the number of workers (``0, 1`` in the main process)."""
     info = get_worker_info()
     return (info.id, info.num_workers) if info is not None else (0, 1)
-
-
-@dataclass(frozen=True)
-class Window:
-    """A shuffle window: ``pieces`` ``(shard, start, stop)``, ``frames`` in all, of one system
-    (``system``) or, mixing systems, of several (``system`` is -1)."""
-
-    system: int
-    pieces: tuple[tuple[int, int, int], ...]
-    frames: int
-
-
-class EpochPlan:
-    """The epoch's windows and global batches (see the module docstring), identical in every process.
-
-    Held as numpy arrays, a few integers per block and per window; a window's pieces are
-    worked out when it is read.
-    """
-
-    def __init__(self, segments: list[Segment], batch_size: int, block_frames: int, window_frames: int,
-                 shuffle: bool, seed: int, epoch: int, mix: bool = False) -> None:
-        self.batch_size, self.shuffle, self.seed, self.epoch, self.mix = batch_size, shuffle, seed, epoch, mix
-        self.size = math.ceil(window_frames / batch_size) * batch_size
-        self.batches_per_window = self.size // batch_size
-        rng = np.random.default_rng([seed, epoch])
-        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per group: shard, start, cumulative frames
-        self.systems = list(dict.fromkeys(s.system for s in segments))
-        # the blocks of a group are shuffled and packed into windows together: one system each,
-        # or all systems in one group when mixing
-        self.groups = [self.systems] if mix and self.systems else [[system] for system in self.systems]
-        win_system, win_index = [], []
-        for k, group in enumerate(self.groups):
-            mine = [s for s in segments if s.system in group]
-            starts = [np.arange(s.start, s.stop, block_frames) for s in mine]
-            shard = np.concatenate([np.full(len(a), s.shard) for s, a in zip(mine, starts, strict=True)])
-            start = np.concatenate(starts)
-            stop = np.concatenate([np.minimum(a + block_frames, s.stop) for s, a in zip(mine, starts, strict=True)])
-            if shuffle:
-                p = rng.permutation(len(start))
-                shard, start, stop = shard[p], start[p], stop[p]
-            cum = np.concatenate([[0], np.cumsum(stop - start)])
-            self._blocks.append((shard, start, cum))
-            n = math.ceil(int(cum[-1]) / self.size)
-            win_system.append(np.full(n, k))
-            win_index.append(np.arange(n))
-        self.win_system = np.concatenate(win_system) if win_system else np.zeros(0, dtype=np.int64)
-        self.win_index = np.concatenate(win_index) if win_index else np.zeros(0, dtype=np.int64)
-        if shuffle:
-            p = rng.permutation(len(self.win_system))
-            self.win_system, self.win_index = self.win_system[p], self.win_index[p]
-        totals = np.array([int(b[2][-1]) for b in self._blocks], dtype=np.int64)
-        self.frames = np.minimum(self.size, totals[self.win_system] - self.win_index * self.size) if len(totals) else self.win_index
-        self.first_batch = np.concatenate([[0], np.cumsum(-(-self.frames // batch_size))]).astype(np.int64)
-        self.total = int(self.first_batch[-1])
-
-    def window(self, w: int) -> Window:
-        """Window ``w``: the contiguous pieces of shards it reads."""
-        k = int(self.win_system[w])
-        shard, start, cum = self._blocks[k]
-        lo = int(self.win_index[w]) * self.size
-        hi = lo + int(self.frames[w])
-        pieces = []
-        i = int(np.searchsorted(cum, lo, side="right") - 1)
-        while i < len(start) and cum[i] < hi:
-            a = int(start[i]) + max(lo - int(cum[i]), 0)
-            b = int(start[i]) + min(hi, int(cum[i + 1])) - int(cum[i])
-            pieces.append((int(shard[i]), a, b))
-            i += 1
-        group = self.groups[k]
-        return Window(group[0] if len(group) == 1 else -1, tuple(pieces), hi - lo)
-
-    def locate(self, batch: int) -> tuple[int, int]:
-        """Global batch → (window, batch within the window)."""
-        w = int(np.searchsorted(self.first_batch, batch, side="right") - 1)
-        return w, batch - int(self.first_batch[w])
-
-    def order(self, window: int) -> np.ndarray:
-        """The permutation of a window's frames (identity without shuffling)."""
-        n = int(self.frames[window])
-        if not self.shuffle:
-            return np.arange(n)
-        return np.random.default_rng([self.seed, self.epoch, 1, window]).permutation(n)
-
-
-def batches_per_rank(total: int, world: int, remainder: str) -> int:
-    return math.ceil(total / world) if remainder == "pad" else total // world
 
 
 class ShardStream(IterableDataset):
@@ -210,12 +104,7 @@ class ShardStream(IterableDataset):
         reading one-system batches from the start of the pass (as the calibration frames are read)."""
         if self.mix or self.world != 1 or self.skip:
             raise ValueError("ShardStream.origins: one rank, one-system batches, from the start of a pass only")
-        plan = self.plan()
-        out: list[tuple[int, int]] = []
-        for w in range(len(plan.frames)):
-            frames = [(shard, i) for shard, a, b in plan.window(w).pieces for i in range(a, b)]
-            out.extend(frames[j] for j in plan.order(w))
-        return out
+        return self.plan().origins()
 
     def batches_per_rank(self, world: int) -> int:
         """Batches every rank yields per epoch (the same in every epoch)."""
@@ -239,14 +128,9 @@ class ShardStream(IterableDataset):
                 f"{self.root}: {plan.total} batches cannot be split over {self.world} ranks with data.remainder='drop'; "
                 "use 'pad', fewer ranks or a smaller batch_size"
             )
-        per_chunk = plan.batches_per_window
-        first_chunk = self.skip // per_chunk
-        for chunk in range(first_chunk, math.ceil(k / per_chunk)):
-            if (chunk - first_chunk) % workers != worker:
-                continue
-            positions = range(max(chunk * per_chunk, self.skip), min((chunk + 1) * per_chunk, k))
+        for batches in plan.chunks(self.rank, self.world, self.remainder, self.skip, worker, workers):
             try:
-                yield [self._batch(plan, (self.rank * k + i) % plan.total) for i in positions]
+                yield [self._batch(plan, b) for b in batches]
             except DatasetError as exc:  # handed to the main process whole, not as a worker traceback
                 yield ReadError(str(exc))
                 return

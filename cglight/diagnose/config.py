@@ -15,6 +15,9 @@ THRESHOLD = 3.0
 class DiagnoseConfig:
     """Every key of ``cglight diagnose``; each is also a command-line option."""
 
+    # the fields are spelled out one by one: they are the command's option schema (jsonargparse reads each
+    # field, its type and its docstring for --help), so options alike in other commands' configs repeat here
+
     checkpoint: str = ""
     """A model: the ``.ckpt`` written by ``cglight fit``."""
     data: str = ""

@@ -41,6 +41,8 @@ from cglight.errors import ConfigError
 class BackboneConfig:
     """A backbone: a torchmd-net model by name, or an ``nn.Module`` by dotted class path."""
 
+    # the fields are the model.backbone schema of LightningCLI (typed, with defaults), spelled out one by one
+
     name: str = "graph-network"
     """A registry name (graph-network, equivariant-transformer, tensornet) or a dotted class path."""
     embedding_dimension: int = 64

@@ -136,6 +136,7 @@ def _resize_to_loaded(module: nn.Module, state_dict, prefix, *args) -> None:
 
 
 class HarmonicBonds(PriorTerm):
+    # each prior term implements PriorTerm's three hooks (terms, coordinate, curve), hence the alike shapes
     kind, arity = "bonds", 2
 
     def __init__(self, config: HarmonicPriorConfig) -> None:

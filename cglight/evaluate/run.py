@@ -163,12 +163,20 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
                     projection: Projection | None = None) -> dict:
     """The metrics of one system, its pictures written under ``out`` (``projection``: from :func:`project`)."""
     p = projection or project(name, ref, mod, config)
-    tica, ref_tic, mod_tic, boot = p.tica, p.reference, p.model, p.boot
     out.mkdir(parents=True, exist_ok=True)
     energy = kt(info.temperature)
-    r1, m1 = np.concatenate(ref_tic), np.concatenate(mod_tic)
-    bounds = core_bounds(r1[:, 0])
-    b1, b2 = config.bins_1d, config.bins_2d
+    interval = bootstrap_interval(p.boot, config)
+    metrics = slow_mode_metrics(name, p, config, interval, energy, out)
+    geometry_picture(out / "geometry.png", info, ref, mod)
+    phi_psi = phi_psi_metric(name, info, ref, mod, config.bins_2d, interval, energy, out / "phi_psi.png")
+    if phi_psi is not None:
+        metrics["kl_phi_psi"] = phi_psi
+    return metrics
+
+
+def bootstrap_warnings(boot: dict) -> list[str]:
+    """What the bootstrap blocks of :func:`bootstrap_blocks` say of each ensemble: too few blocks, or
+    trajectories too short to measure the correlation time."""
     warnings = []
     for key, b in boot.items():
         if b["blocks"] < MIN_BLOCKS:
@@ -177,19 +185,27 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
         if not b["tau_window_reached"]:
             warnings.append(f"The {key}'s trajectories are shorter than 5 TIC1 correlation times: its correlation time "
                             f"({b['tau_tic1_frames']:.0f} frames) is underestimated.")
-    interval = bootstrap_interval(boot, config)
+    return warnings
+
+
+def slow_mode_metrics(name: str, p: Projection, config: EvaluateConfig, interval, energy: float, out: Path) -> dict:
+    """The divergences along TIC1 and on the TIC1/TIC2 plane, the transitions, counts and warnings of
+    :func:`evaluate_system`; the pictures ``tic12.png`` and ``tic1.png`` written under ``out``."""
+    ref_tic, mod_tic, boot = p.reference, p.model, p.boot
+    r1, m1 = np.concatenate(ref_tic), np.concatenate(mod_tic)
+    bounds = core_bounds(r1[:, 0])
     # bins fixed once from the whole reference (every bootstrap draw on the same bins)
-    e1, e2 = shared_edges(r1[:, 0], m1[:, 0], b1), shared_edges(r1[:, :2], m1[:, :2], b2)
+    e1, e2 = shared_edges(r1[:, 0], m1[:, 0], config.bins_1d), shared_edges(r1[:, :2], m1[:, :2], config.bins_2d)
     metrics = {
         "kl_tic1": interval(lambda a, b: kl_samples(a[:, 0], b[:, 0], edges=e1), ref_tic, mod_tic),
         "js_tic1": interval(lambda a, b: js_samples(a[:, 0], b[:, 0], edges=e1), ref_tic, mod_tic),
         "transitions_tic1": {"reference": count_transitions([t[:, 0] for t in ref_tic], bounds),
                              "model": count_transitions([t[:, 0] for t in mod_tic], bounds)},
-        "tic1_timescale_frames": float(tica.timescales()[0]),
+        "tic1_timescale_frames": float(p.tica.timescales()[0]),
         "frames": {"reference": int(len(r1)), "model": int(len(m1))},
-        "trajectories": {"reference": len(ref), "model": len(mod)},
+        "trajectories": {"reference": len(ref_tic), "model": len(mod_tic)},
         "bootstrap": boot,
-        "warnings": warnings,
+        "warnings": bootstrap_warnings(boot),
     }
     if r1.shape[1] > 1:
         metrics["kl_tic12"] = interval(lambda a, b: kl_samples(a[:, :2], b[:, :2], edges=e2), ref_tic, mod_tic)
@@ -198,6 +214,11 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     blocks = (boot["reference"]["block_frames"], boot["model"]["block_frames"])
     plots.free_energy_1d(out / "tic1.png", [t[:, 0] for t in ref_tic], [t[:, 0] for t in mod_tic], e1[0], energy,
                          "TIC1 (dimensionless)", name, blocks, config.bootstrap, config.seed)
+    return metrics
+
+
+def geometry_picture(path: Path, info, ref: list[np.ndarray], mod: list[np.ndarray]) -> None:
+    """Bond lengths and chain angles of both ensembles as distributions (``geometry.png``); nothing without either."""
     rp, mp = np.concatenate(ref), np.concatenate(mod)
     bonds = np.asarray(info.bonds, dtype=np.int64).reshape(-1, 2)
     triples = chain_angles(info.n_beads, info.bonds)
@@ -213,17 +234,24 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
         ra, ma = np.degrees(angles(rp, triples)), np.degrees(angles(mp, triples))
         panels += [(f"angle {bead(i)}-{bead(j)}-{bead(k)}", "deg", ra[:, a], ma[:, a]) for a, (i, j, k) in enumerate(triples)]
     if panels:
-        plots.distributions(out / "geometry.png", panels)
+        plots.distributions(path, panels)
+
+
+def phi_psi_metric(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray], bins: int, interval, energy: float,
+                   path: Path) -> dict | None:
+    """KL on the backbone dihedrals (φ, ψ) from the beads, its picture written at ``path``; None when the
+    beads hold no φ/ψ (not an alanine-dipeptide backbone map)."""
     quads = phi_psi_beads(info.bead_names)
-    if quads is not None:
-        edges = [np.linspace(-np.pi, np.pi, b2 + 1)] * 2
-        ref_pp = [dihedrals(t, quads) for t in ref]
-        mod_pp = [dihedrals(t, quads) for t in mod]
-        metrics["kl_phi_psi"] = interval(lambda a, b: kl_samples(a, b, edges=edges), ref_pp, mod_pp)
-        deg = [np.degrees(e) for e in edges]
-        plots.free_energy_2d(out / "phi_psi.png", np.degrees(np.concatenate(ref_pp)), np.degrees(np.concatenate(mod_pp)),
-                             energy, ("φ (deg)", "ψ (deg)"), name, edges=deg)
-    return metrics
+    if quads is None:
+        return None
+    edges = [np.linspace(-np.pi, np.pi, bins + 1)] * 2
+    ref_pp = [dihedrals(t, quads) for t in ref]
+    mod_pp = [dihedrals(t, quads) for t in mod]
+    kl = interval(lambda a, b: kl_samples(a, b, edges=edges), ref_pp, mod_pp)
+    deg = [np.degrees(e) for e in edges]
+    plots.free_energy_2d(path, np.degrees(np.concatenate(ref_pp)), np.degrees(np.concatenate(mod_pp)),
+                         energy, ("φ (deg)", "ψ (deg)"), name, edges=deg)
+    return kl
 
 
 def _value(m: dict) -> str:

@@ -76,6 +76,7 @@ class HVPLoss(LossTerm):
     covariance = False
     estimator = "uncentered"
 
+    # typed arguments spelled out: they are the LightningCLI schema of model.losses.<name> (CovarianceHVPLoss repeats them)
     def __init__(
         self,
         probes: int = 1,
@@ -87,6 +88,7 @@ class HVPLoss(LossTerm):
         normalize: bool = True,
     ) -> None:
         super().__init__(normalize=normalize)
+        # one check per argument, each naming its key and what is allowed (alike in shape to other validators only)
         if probes < 1:
             raise ConfigError(f"loss '{self._name()}': probes must be >= 1, got {probes}")
         if probe_kind not in PROBE_KINDS:
@@ -212,6 +214,8 @@ class CovarianceHVPLoss(HVPLoss):
     covariance = True
     needs_fitted_forces = True
 
+    # the arguments repeat HVPLoss's on purpose: typed __init__ arguments are the LightningCLI schema of
+    # model.losses.hvp_cov (--help, --print_config), and the conformance suite refuses **kwargs
     def __init__(
         self,
         probes: int = 1,

@@ -14,6 +14,9 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 class StderrProgressBar(TQDMProgressBar):
     """``TQDMProgressBar`` whose bars write on stderr: each bar is made while ``sys.stdout`` is stderr."""
 
+    # one override per public hook of TQDMProgressBar that makes a bar, each the same two lines: Lightning
+    # calls them by name, and spelled out they stay visible to a reader and to a type checker
+
     def init_sanity_tqdm(self):
         with contextlib.redirect_stdout(sys.stderr):
             return super().init_sanity_tqdm()

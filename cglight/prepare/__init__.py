@@ -10,8 +10,8 @@ from cglight.lazy import lazy_exports
 _EXPORTS = {
     "CGMap": "cglight.prepare.mapping",
     "make_map": "cglight.prepare.mapping",
-    "Part": "cglight.prepare.pipeline",
-    "PrepareConfig": "cglight.prepare.pipeline",
+    "Part": "cglight.prepare.plan",
+    "PrepareConfig": "cglight.prepare.config",
     "prepare_dataset": "cglight.prepare.pipeline",
 }
 

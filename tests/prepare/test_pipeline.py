@@ -28,7 +28,7 @@ def test_prepare_is_reproducible_from_its_seed(tmp_path):
     [
         ({"frames": 0}, "'frames' must be >= 1"),
         ({"platform": "CPU", "hessian_eps_nm": 1e-5}, "hessian_eps_nm >= 3e-4"),
-        ({"mapping": "martini"}, "unknown mapping 'martini'; use one of ca, backbone, residue-com or the path"),
+        ({"mapping": "martini"}, "unknown mapping 'martini'; use one of ca, backbone, residue-com, backbone-residue or the path"),
         ({"molecule": "ubiquitin"}, "unknown molecule 'ubiquitin'; available: alanine-dipeptide, tetra-alanine, chignolin, trpcage, villin"),
         ({"solvent": "tip3p"}, "unknown solvent 'tip3p'; available: vacuum, implicit-obc"),
         ({"platform": "Metal"}, "OpenMM platform 'Metal' is not available"),
