@@ -2,7 +2,7 @@
 
 The work is split into units (``cglight.prepare.plan``): one reference trajectory per replica (Langevin
 MD, or the frames of an existing trajectory), then shards of ``shard_frames`` frames each. Units run in
-parallel worker processes (``cglight.prepare.units``), each unit writes its file under a temporary name,
+parallel worker processes (``cglight.prepare.work``), each unit writes its file under a temporary name,
 renames it, then leaves a marker in the dataset's work directory (``cglight.data.workdir``). A rerun of
 the same command skips what is done; ``manifest.json`` appears last. ``--part I/N`` runs the I-th of N
 contiguous slices of the shards (and the trajectories they need); ``cglight data merge`` joins the parts.
@@ -30,7 +30,7 @@ from cglight.prepare.mapping import make_map
 from cglight.prepare.plan import Part, dataset_plan, part_work
 from cglight.prepare.reference import read_trajectory
 from cglight.prepare.systems import build_system, check_constraints, pdb_text
-from cglight.prepare.units import Job, run_unit
+from cglight.prepare.work import Job, run_unit
 from cglight.progress import progress
 from cglight.units import fs_to_ps
 
