@@ -36,6 +36,7 @@ from cglight.energy import CGEnergy
 from cglight.simulate.block import BlockJob, SystemSpec, force_function, group_force_function, integrate_block, load_energy_model
 from cglight.simulate.langevin import LangevinIntegrator, run_together
 from cglight.simulate.noise import normals, replica_keys
+from cglight.simulate.settings import LangevinSettings
 from cglight.simulate.workers import cores, run_jobs, split
 from cglight.simulate.run import CPU_BEADS_PER_CALL
 
@@ -100,7 +101,7 @@ def main() -> None:
             for _ in range(k):
                 forces(pos)
 
-        integ = LangevinIntegrator(forces, masses, 300.0, 1.0, 1.0, seed=0)
+        integ = LangevinIntegrator(forces, masses, LangevinSettings(1.0, 1.0, 300.0), seed=0)
         state = integ.init_state(pos.clone())
         ours = rate(lambda k: integ.run(state, k), args.steps, args.replicas)
         tmd = torchmd_integrator(model, types, bonds, pos, masses)
@@ -223,7 +224,8 @@ def simulate_rate(ckpt: Path, spec: SystemSpec, pos: torch.Tensor, workers: int,
     from the first worker's first chunk to the last worker's last; (cpu) the sum over workers of
     their replica-steps per CPU second they got, which is what they give on cores of their own."""
     blocks = split(len(pos), workers)
-    jobs = [BlockJob(w, b.start, len(b), str(ckpt), "cpu", 1.0, 1.0, CHUNK, steps + CHUNK, steps + CHUNK, [spec], CPU_BEADS_PER_CALL,
+    jobs = [BlockJob(w, b.start, len(b), str(ckpt), "cpu", LangevinSettings(), CHUNK, steps + CHUNK, steps + CHUNK, [spec],
+                     CPU_BEADS_PER_CALL,
                      starts=[pos[b.start:b.stop].numpy()]) for w, b in enumerate(blocks)]
     first, last = {}, {}
 
@@ -270,7 +272,8 @@ def mixed(backbone: dict, beads: list[int], replicas: int, steps: int) -> None:
     model.requires_grad_(False)
 
     def integrators():
-        integs = [LangevinIntegrator(force_function(model, t, b), torch.full((n,), 12.0), 300.0, 1.0, 1.0, seed=i)
+        settings = LangevinSettings(1.0, 1.0, 300.0)
+        integs = [LangevinIntegrator(force_function(model, t, b), torch.full((n,), 12.0), settings, seed=i)
                   for i, (n, t, b) in enumerate(zip(beads, types, bonds, strict=True))]
         return integs, [integ.init_state(p.clone()) for integ, p in zip(integs, pos, strict=True)]
 

@@ -148,21 +148,49 @@ def plugins_main(argv: list[str]) -> None:
 
 
 def _lightning_main(argv: list[str]) -> int | None:
+    """``fit``, ``validate`` or ``test`` (``argv[0]``) through LightningCLI; 128 + the signal when SIGTERM or
+    Ctrl-C stopped a run (``last.ckpt`` saved), else None."""
     import signal
 
-    from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from cglight.data.datamodule import CGDataModule
+    from cglight.model.potential import CGPotential
+
+    last: list = []  # the LastCheckpoint callback, once built: it knows which signal stopped the run
+    try:
+        _lightning_cli(last)(
+            CGPotential,
+            CGDataModule,
+            subclass_mode_model=False,
+            subclass_mode_data=False,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
+            trainer_defaults={
+                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                           "init_args": {"save_dir": RUNS, "name": DEFAULT_RUNS.name}},
+                "inference_mode": False,
+            },
+            args=argv,
+        )
+    except SIGTERMException:  # SIGTERM or SIGINT: last.ckpt is saved (the callback said where); not finished
+        return 128 + int(last[0].interrupted if last and last[0].interrupted else signal.SIGTERM)
+    return None
+
+
+def _lightning_cli(last: list) -> type:
+    """cglight's LightningCLI: its callbacks as config sections, ``--ckpt_path`` checked before the model is built
+    from it, autograd in validation, logs under ``default_root_dir``, the bars on stderr, the dataset builder
+    handed to the data module; the ``LastCheckpoint`` callback is appended to ``last`` once built."""
+    from lightning.pytorch.cli import LightningCLI
+
     from cglight.model.last_checkpoint import LastCheckpoint
     from cglight.model.loss_curves import LossCurves
-    from cglight.model.potential import CGPotential
     from cglight.model.random_state import RandomState
     from cglight.model.run_summary import RunSummary
     from cglight.model.safeguard import RunawayGuard
     from cglight.model.simulation_check import SimulationValidation
-
-    last: list[LastCheckpoint] = []
 
     class CGLightCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -195,25 +223,7 @@ def _lightning_main(argv: list[str]) -> int | None:
             self.datamodule.dataset_builder = _build_missing_dataset
             last.extend(c for c in self.trainer.callbacks if isinstance(c, LastCheckpoint))
 
-    try:
-        CGLightCLI(
-            CGPotential,
-            CGDataModule,
-            subclass_mode_model=False,
-            subclass_mode_data=False,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"parser_mode": "omegaconf", "default_env": False},
-            trainer_defaults={
-                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                           "init_args": {"save_dir": RUNS, "name": DEFAULT_RUNS.name}},
-                "inference_mode": False,
-            },
-            args=argv,
-        )
-    except SIGTERMException:  # SIGTERM or SIGINT: last.ckpt is saved (the callback said where); not finished
-        return 128 + int(last[0].interrupted if last and last[0].interrupted else signal.SIGTERM)
-    return None
+    return CGLightCLI
 
 
 def _build_missing_dataset(build: str, path) -> None:
@@ -450,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup(torch_threads=command != "data" and not any(a in ("-h", "--help") for a in rest))
     configs: dict[str, dict] = {}
     try:
-        if command not in ("data", "plugins"):
+        if command != "plugins":
             configs = {path: read_config_file(path) for path in config_arguments(rest, short=command in _LIGHTNING)}
         return COMMANDS[command][1](rest) or 0
     except SystemExit as exc:  # a parser's usage error (its message is printed), --help, --print_config

@@ -138,12 +138,19 @@ def test_the_whitelist_catches_what_a_new_user_saw():
 
 
 def _entries(text: str) -> list[tuple[str, str]]:
-    """``(option, description)`` of every option and positional argument a parser's help lists."""
+    """``(option, description)`` of every option, positional argument and subcommand a parser's help lists."""
     entries: list[list[str]] = []
     section = ""
     for line in text.splitlines():
         if line and not line[0].isspace():
             section = line
+            continue
+        if section.startswith("subcommands"):  # jsonargparse's: a paragraph, then each name and its description
+            sub = re.match(r"^    (\w\S*)(?: {2,}(\S.*))?$", line)
+            if sub:
+                entries.append([sub.group(1), sub.group(2) or ""])
+            elif entries and entries[-1][0][0].isalnum() and re.match(r"^ {5,}\S", line):
+                entries[-1][1] += " " + line.strip()
             continue
         head = re.match(r"^  (\S.*?)(?: {2,}(\S.*))?$", line)
         if head and (head.group(1).startswith("-") or section.startswith("positional")):
@@ -158,7 +165,7 @@ def _described(description: str) -> bool:
     return bool(re.sub(r"\((required, )?type: .*\)$|\(default: .*\)$", "", description).strip())
 
 
-HELPS = [[c] for c in COMMANDS] + [["data", "info"], ["data", "verify"], ["data", "merge"]]
+HELPS = [[c] for c in COMMANDS] + [["data", "info"], ["data", "verify"], ["data", "merge"], ["data", "combine"]]
 
 
 @pytest.mark.parametrize("command", HELPS, ids=" ".join)

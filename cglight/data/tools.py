@@ -1,8 +1,11 @@
-"""``cglight data``: the subcommands that inspect and join datasets (``info``, ``verify``, ``merge``, ``combine``)."""
+"""``cglight data``: the subcommands that inspect and join datasets (``info``, ``verify``, ``merge``, ``combine``).
+
+Its parser is jsonargparse's, as every other command's: each subcommand takes its positional arguments on the
+command line or from ``--config FILE`` and has ``--print_config``; ``--help`` imports nothing heavy.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 
@@ -46,24 +49,32 @@ SUBCOMMANDS = {
     "merge": (_merge, "join the directories of `cglight prepare --part I/N` runs into one dataset"),
     "combine": (_combine, "join datasets of different systems (same temperature, Hessian mode and map kind) into one"),
 }
+POSITIONALS = {  # per subcommand: (name, nargs, help) of each positional argument
+    "info": [("dir", None, "dataset directory")],
+    "verify": [("dir", None, "dataset directory")],
+    "merge": [("out", None, "dataset directory to create (or complete)"),
+              ("parts", "+", "directories written by `cglight prepare --part I/N`")],
+    "combine": [("out", None, "dataset directory to create (or complete, after an interruption)"),
+                ("datasets", "+", "finished datasets (each with a manifest.json), of one or more systems")],
+}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cglight data", description="inspect and join cglight datasets")
-    sub = p.add_subparsers(dest="command", required=True)
+def parser():
+    """The parser of ``cglight data`` (jsonargparse): one subcommand per entry of :data:`SUBCOMMANDS`."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    p = ArgumentParser(prog="cglight data", description="inspect and join cglight datasets", default_env=False)
+    sub = p.add_subcommands(required=True, dest="command")
     for name, (_, text) in SUBCOMMANDS.items():
-        s = sub.add_parser(name, help=text, description=text)
-        if name == "merge":
-            s.add_argument("out", help="dataset directory to create (or complete)")
-            s.add_argument("parts", nargs="+", help="directories written by `cglight prepare --part I/N`")
-        elif name == "combine":
-            s.add_argument("out", help="dataset directory to create (or complete, after an interruption)")
-            s.add_argument("datasets", nargs="+", help="finished datasets (each with a manifest.json), of one or more systems")
-        else:
-            s.add_argument("dir", help="dataset directory")
+        s = ArgumentParser(description=text, default_env=False)
+        s.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the arguments below")
+        for argument, nargs, help in POSITIONALS[name]:
+            s.add_argument(argument, type=str, nargs=nargs, help=help)
+        sub.add_subcommand(name, s, help=text)
+        s.prog = f"cglight data {name}"  # not jsonargparse's "cglight data [options] NAME": -h is the only option there
     return p
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    return SUBCOMMANDS[args.command][0](args)
+    values = parser().parse_args(argv)
+    return SUBCOMMANDS[values.command][0](values[values.command])

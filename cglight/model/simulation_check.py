@@ -8,7 +8,8 @@ reference dataset's trajectories) and logs, per system and averaged over systems
 
     val/sim_kl_tic1   KL(reference ‖ model) along TIC1 (nats)
     val/sim_js_tic1   Jensen–Shannon along TIC1 (nats, ≤ ln 2)
-    val/sim_stopped   fraction of replicas stopped (NaN or a bond stretched past 2× its longest)
+    val/sim_stopped   fraction of replicas stopped (NaN or a bond stretched past ``max_bond_factor`` × its
+                      longest in the reference, simulate's default: LangevinSettings)
 
 Short runs only see the neighbourhood of the starting frames, so the numbers are a trend to
 watch, not a converged evaluation (that is ``cglight evaluate``).
@@ -29,6 +30,7 @@ from cglight.evaluate.tica import SlowCoordinates
 from cglight.simulate.block import bond_check, force_function
 from cglight.simulate.langevin import LangevinIntegrator
 from cglight.simulate.masses import bead_masses
+from cglight.simulate.settings import LangevinSettings
 
 log = logging.getLogger("cglight")
 
@@ -43,8 +45,8 @@ class SimulationValidation(Callback):
         replicas: replicas per system.
         steps: Langevin steps per check.
         save_every: steps between analysed frames.
-        timestep_fs: integration step.
-        friction_per_ps: Langevin collision rate.
+        timestep_fs: integration step (fs); default: ``cglight simulate``'s.
+        friction_per_ps: Langevin collision rate (1/ps); default: ``cglight simulate``'s.
         lag: TICA lag in reference frames.
         seed: seed of the starting frames and the integrator.
     """
@@ -57,8 +59,8 @@ class SimulationValidation(Callback):
         replicas: int = 16,
         steps: int = 2000,
         save_every: int = 20,
-        timestep_fs: float = 1.0,
-        friction_per_ps: float = 1.0,
+        timestep_fs: float = LangevinSettings.timestep_fs,
+        friction_per_ps: float = LangevinSettings.friction_per_ps,
         lag: int = 10,
         seed: int = 0,
     ) -> None:
@@ -69,9 +71,13 @@ class SimulationValidation(Callback):
         for name, value in (("every_n_epochs", every_n_epochs), ("replicas", replicas), ("steps", steps), ("save_every", save_every), ("lag", lag)):
             if value < 1:
                 raise ConfigError(f"simulation_check.{name} must be >= 1, got {value}")
+        try:  # the bond factor too: simulate's default
+            self.langevin = LangevinSettings(timestep_fs=timestep_fs, friction_per_ps=friction_per_ps)
+        except ConfigError as exc:
+            raise ConfigError(f"simulation_check: {exc}") from None
         self.enabled, self.reference = enabled, reference
         self.every, self.replicas, self.steps, self.save_every = every_n_epochs, replicas, steps, save_every
-        self.timestep_fs, self.friction, self.lag, self.seed = timestep_fs, friction_per_ps, lag, seed
+        self.lag, self.seed = lag, seed
         self._cache: dict | None = None
 
     def _prepare(self) -> dict:
@@ -87,7 +93,8 @@ class SimulationValidation(Callback):
             bonds = np.asarray(info.bonds, dtype=np.int64).reshape(-1, 2)
             longest = float(np.linalg.norm(frames[:, bonds[:, 0]] - frames[:, bonds[:, 1]], axis=-1).max()) if len(bonds) else np.inf
             systems[name] = dict(info=info, tica=tica, ref_tic1=np.concatenate([tica.transform(t)[:, 0] for t in trajs]),
-                                 frames=frames, masses=bead_masses(root, name, info), bonds=bonds, limit=2.0 * longest)
+                                 frames=frames, masses=bead_masses(root, name, info), bonds=bonds,
+                                 limit=self.langevin.bond_limit(longest))
         return systems
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -102,8 +109,9 @@ class SimulationValidation(Callback):
             start = torch.as_tensor(s["frames"][rng.choice(len(s["frames"]), self.replicas)], dtype=torch.float32, device=pl_module.device)
             types = torch.tensor(info.bead_types, device=pl_module.device)
 
-            integ = LangevinIntegrator(force_function(pl_module.core, types, info.bonds), torch.tensor(s["masses"], dtype=torch.float32), info.temperature,
-                                       self.timestep_fs, self.friction, seed=self.seed + trainer.current_epoch,
+            masses = torch.tensor(s["masses"], dtype=torch.float32)
+            integ = LangevinIntegrator(force_function(pl_module.core, types, info.bonds), masses,
+                                       self.langevin.at(info.temperature), seed=self.seed + trainer.current_epoch,
                                        check_fn=bond_check(s["bonds"], s["limit"], pl_module.device))
             state = integ.init_state(start)
             frames = []

@@ -25,6 +25,7 @@ import torch
 
 from cglight.errors import ConfigError
 from cglight.simulate.langevin import LangevinIntegrator, LangevinState, run_together
+from cglight.simulate.settings import LangevinSettings
 
 
 def load_energy_model(checkpoint: str, device: str, trusted_backbones: Collection[str] | None = None):
@@ -146,6 +147,7 @@ class SystemSpec:
     masses: list[float]
     """amu per bead."""
     temperature: float
+    """Kelvin: the run's, else the system's data's (:meth:`LangevinSettings.at`)."""
     seed: tuple[int, ...]
     """Noise streams: replica ``r`` of this system is keyed by ``(*seed, r)``."""
     bond_limit: float
@@ -161,8 +163,8 @@ class BlockJob:
     count: int
     checkpoint: str
     device: str
-    timestep_fs: float
-    friction_per_ps: float
+    langevin: LangevinSettings
+    """The run's timestep, friction and temperature (None: each system's, in its :class:`SystemSpec`)."""
     save_every: int
     flush_every: int
     steps: int
@@ -185,7 +187,7 @@ def _integrators(model, job: BlockJob) -> tuple[list[LangevinIntegrator], list[L
     for k, spec in enumerate(job.systems):
         types.append(torch.tensor(spec.bead_types, device=job.device))
         integ = LangevinIntegrator(force_function(model, types[-1], spec.bonds), torch.tensor(spec.masses, dtype=torch.float32),
-                                   spec.temperature, job.timestep_fs, job.friction_per_ps, seed=spec.seed,
+                                   job.langevin.at(spec.temperature), seed=spec.seed,
                                    check_fn=bond_check(spec.bonds, spec.bond_limit, job.device))
         if job.states is None:
             start = torch.from_numpy(job.starts[k]).to(job.device)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cglight.errors import ConfigError
 from cglight.newest_checkpoint import DEFAULT_RUNS
+from cglight.simulate.settings import LangevinSettings, check_masses
 
 
 @dataclass
@@ -26,9 +27,9 @@ class SimulateConfig:
     """Independent replicas per system, integrated together."""
     steps: int = 10000
     """Total integration steps, a multiple of ``save_every`` (a rerun with more steps continues the same run)."""
-    timestep_fs: float = 1.0
+    timestep_fs: float = LangevinSettings.timestep_fs
     """Integration step (fs, > 0)."""
-    friction_per_ps: float = 1.0
+    friction_per_ps: float = LangevinSettings.friction_per_ps
     """Langevin collision rate γ (1/ps, >= 0)."""
     temperature: float | None = None
     """Kelvin (> 0); default: the temperature of each system's data."""
@@ -38,7 +39,7 @@ class SimulateConfig:
     """Steps between writing trajectories and the restart state."""
     seed: int = 0
     """Starting frames, initial velocities and the noise (>= 0)."""
-    max_bond_factor: float = 2.0
+    max_bond_factor: float = LangevinSettings.max_bond_factor
     """A replica stops when a CG bond grows past this factor times the longest bond in the starts."""
     masses: list[float] | None = None
     """Bead masses (amu) when the dataset has no map/reference topology to take them from."""
@@ -58,7 +59,8 @@ class SimulateConfig:
     runs its module's code, so a checkpoint naming any other is refused. The built-in names
     (graph-network, equivariant-transformer, tensornet) always load."""
 
-    def validate(self) -> None:
+    def validate(self) -> LangevinSettings:
+        """Raise :class:`ConfigError` naming the first key out of range; else the run's Langevin settings."""
         if not self.checkpoint:
             raise ConfigError(f"simulate: 'checkpoint' is required (a .ckpt written by cglight fit, or 'latest': the newest "
                               f"last.ckpt under {DEFAULT_RUNS})")
@@ -72,22 +74,22 @@ class SimulateConfig:
         if self.steps % self.save_every:
             raise ConfigError(f"simulate: 'steps' ({self.steps}) must be a multiple of 'save_every' ({self.save_every}): "
                               "every frame of a trajectory is 'save_every' steps after the one before")
-        # the integrator's checks, run here too: nothing is written for a run that cannot start
-        from cglight.simulate.langevin import check_settings
-
-        check_settings(self.timestep_fs, self.friction_per_ps, self.temperature, self.masses)
+        try:  # the integrator's settings: nothing is written for a run that cannot start
+            langevin = LangevinSettings(self.timestep_fs, self.friction_per_ps, self.temperature, self.max_bond_factor)
+            check_masses(self.masses)
+        except ConfigError as exc:
+            raise ConfigError(f"simulate: {exc}") from None
         if self.seed < 0:
             raise ConfigError(f"simulate: 'seed' must be >= 0, got {self.seed}")
         if self.max_beads_per_call is not None and self.max_beads_per_call < 0:
             raise ConfigError(f"simulate: 'max_beads_per_call' must be >= 0 (0: no cap), got {self.max_beads_per_call}")
         if self.flush_every % self.save_every:
             raise ConfigError(f"simulate: 'flush_every' ({self.flush_every}) must be a multiple of 'save_every' ({self.save_every})")
-        if not self.max_bond_factor > 1:  # NaN too
-            raise ConfigError(f"simulate: 'max_bond_factor' must be > 1, got {self.max_bond_factor}")
         if self.workers < 0:
             raise ConfigError(f"simulate: 'workers' must be >= 0 (0: all cores), got {self.workers}")
         if self.device != "auto":
             self._check_device()
+        return langevin
 
     def _check_device(self) -> None:
         import torch

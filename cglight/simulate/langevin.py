@@ -34,7 +34,8 @@ from torch import Tensor
 
 from cglight.errors import ConfigError
 from cglight.simulate.noise import normals, replica_keys
-from cglight.units import FS_TO_PS, KCAL_PER_MOL_TO_AMU_A2_PER_PS2, kt
+from cglight.simulate.settings import LangevinSettings, check_masses
+from cglight.units import KCAL_PER_MOL_TO_AMU_A2_PER_PS2, kt
 
 ForceFn = Callable[[Tensor], Tensor]
 CheckFn = Callable[[Tensor], Tensor]
@@ -85,29 +86,14 @@ class LangevinState:
         return cls(cat("pos"), cat("vel"), cat("forces"), steps.pop(), cat("alive"), failures, cat("keys"))
 
 
-def check_settings(timestep_fs: float, friction_per_ps: float, temperature: float | None = None,
-                   masses: Sequence[float] | None = None) -> None:
-    """Raise :class:`ConfigError` naming the first setting out of range (``None``: not checked);
-    the integrator's own checks, which ``cglight simulate`` runs before it writes anything."""
-    if not (math.isfinite(timestep_fs) and timestep_fs > 0):
-        raise ConfigError(f"simulate: 'timestep_fs' must be a positive number, got {timestep_fs!r}")
-    if not (math.isfinite(friction_per_ps) and friction_per_ps >= 0):
-        raise ConfigError(f"simulate: 'friction_per_ps' must be a number >= 0, got {friction_per_ps!r}")
-    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
-        raise ConfigError(f"simulate: 'temperature' must be positive kelvin, got {temperature!r}")
-    if masses is not None and not all(math.isfinite(m) and m > 0 for m in masses):
-        raise ConfigError(f"simulate: 'masses' must be positive numbers (amu, one per bead), got {list(masses)}")
-
-
 class LangevinIntegrator:
     """BAOAB Langevin dynamics of ``R`` replicas of one system, batched in one force call.
 
     Args:
         force_fn: forces of a batch of configurations (kcal/mol/Å).
         masses: bead masses ``[n]`` in amu.
-        temperature: kelvin.
-        timestep_fs: integration step in fs.
-        friction_per_ps: collision rate γ in 1/ps.
+        settings: the timestep, the collision rate γ and the temperature (set: :meth:`LangevinSettings.at`),
+            validated and converted when they were built.
         seed: an integer or a sequence of integers; replica ``r``'s noise stream is keyed by
             ``(*seed, r)`` (its index among all replicas, see :meth:`init_state`).
         check_fn: optional extra test of every replica after each step.
@@ -117,22 +103,25 @@ class LangevinIntegrator:
         self,
         force_fn: ForceFn,
         masses: Tensor,
-        temperature: float,
-        timestep_fs: float,
-        friction_per_ps: float,
+        settings: LangevinSettings,
         seed: int | Sequence[int] = 0,
         check_fn: CheckFn | None = None,
     ) -> None:
         masses = torch.as_tensor(masses)
         if masses.dim() != 1:
             raise ConfigError(f"simulate: 'masses' must be a vector [n] (amu, one per bead), got shape {tuple(masses.shape)}")
-        check_settings(timestep_fs, friction_per_ps, temperature, masses.tolist())
+        try:
+            check_masses(masses.tolist())
+        except ConfigError as exc:
+            raise ConfigError(f"simulate: {exc}") from None
+        if settings.temperature is None:
+            raise ValueError("LangevinIntegrator: the settings need a temperature (LangevinSettings.at)")
         self.force_fn, self.check_fn = force_fn, check_fn
-        self.masses, self.seed = masses, seed
-        self.temperature = float(temperature)
-        self.h = timestep_fs * FS_TO_PS
-        self.c = math.exp(-friction_per_ps * self.h)
-        self.kt = kt(temperature) * KCAL_PER_MOL_TO_AMU_A2_PER_PS2  # amu Å²/ps²
+        self.masses, self.seed, self.settings = masses, seed, settings
+        self.temperature = float(settings.temperature)
+        self.h = settings.timestep_ps
+        self.c = math.exp(-settings.friction_per_ps * self.h)
+        self.kt = kt(self.temperature) * KCAL_PER_MOL_TO_AMU_A2_PER_PS2  # amu Å²/ps²
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def _factors(self, like: Tensor) -> tuple[Tensor, Tensor]:

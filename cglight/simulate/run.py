@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +50,10 @@ from cglight.simulate.config import SimulateConfig
 from cglight.simulate.langevin import LangevinState
 from cglight.simulate.masses import bead_masses
 from cglight.simulate.output import SimulationOutput
+from cglight.simulate.settings import LangevinSettings
 from cglight.simulate.trajectory import cg_topology
 from cglight.simulate.workers import cores, run_jobs, split, worker_count
-from cglight.units import FS_TO_PS, PS_TO_NS, SECONDS_PER_DAY
+from cglight.units import PS_TO_NS, SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)
 # settings that must not change when a run is continued
@@ -128,35 +129,37 @@ def stopped_summary(name: str, state: LangevinState) -> str:
     return f"{len(stopped)} of {total} replicas of system '{name}' stopped: {detail}"
 
 
-def _report(sims: dict, out: Path, config: SimulateConfig, steps: int, seconds: float | None = None, started: int = 0) -> None:
+def _report(run: _Run, steps: int, seconds: float | None = None, started: int = 0) -> None:
     """Warn of stopped replicas; fail when every replica of a system stopped (after every file is written);
     else the summary: what was simulated, how fast (``seconds`` of wall time for this command's steps), where it
     went, and the command that evaluates it (``started``: the step this command started from)."""
+    sims, out = run.sims, run.output.root
     dead = [stopped_summary(n, s["state"]) for n, s in sims.items() if not bool(s["state"].alive.any())]
     if dead:
         raise SimulationStoppedError(
             f"simulate: {'; '.join(dead)}; {out} holds their frames up to the stops, and its restart state step {steps}; "
-            f"a smaller timestep_fs (now {config.timestep_fs}), more friction or another model may keep them together"
+            f"a smaller timestep_fs (now {run.langevin.timestep_fs}), more friction or another model may keep them together"
         )
     partly = [n for n, s in sims.items() if s["state"].failures]
     for name in partly:
         log.warning("%s (simulation.json lists every one)", stopped_summary(name, sims[name]["state"]))
-    for line in summary(sims, out, config, steps, seconds, started):
+    for line in summary(sims, out, run.config, run.langevin, steps, seconds, started):
         log.info("%s", line)
 
 
-def summary(sims: dict, out: Path, config: SimulateConfig, steps: int, seconds: float | None, started: int = 0) -> list[str]:
+def summary(sims: dict, out: Path, config: SimulateConfig, langevin: LangevinSettings, steps: int, seconds: float | None,
+            started: int = 0) -> list[str]:
     """The closing lines of ``cglight simulate``: what, how fast (``steps - started`` steps in ``seconds``), where,
     and the next command."""
     alive = ", ".join(f"{n}: {int(s['state'].alive.sum())} of {config.replicas} replicas ran to the end" for n, s in sims.items())
-    per_replica_ps = steps * config.timestep_fs * FS_TO_PS
+    per_replica_ps = steps * langevin.timestep_ps
     took = ""
     if seconds is not None and seconds > 0 and steps > started:
         resumed = f", steps {started}-{steps}" if started else ""
-        rate = ns_per_day(steps - started, seconds, config.timestep_fs)
+        rate = ns_per_day(steps - started, seconds, langevin.timestep_ps)
         took = f" in {duration(seconds)}{resumed} ({rate:.3g} ns/day per replica)"
-    lines = [f"simulated {per_replica_ps:g} ps per replica ({steps} steps of {config.timestep_fs:g} fs){took}; {alive}"]
-    every = config.save_every * config.timestep_fs * FS_TO_PS
+    lines = [f"simulated {per_replica_ps:g} ps per replica ({steps} steps of {langevin.timestep_fs:g} fs){took}; {alive}"]
+    every = config.save_every * langevin.timestep_ps
     output = SimulationOutput(out)
     files = "; ".join(f"{output.trajectory_path(n, 0)} … {output.trajectory_path(n, config.replicas - 1).name} "
                       f"({'up to ' if s['state'].failures else ''}{max(s['frames'])} frames each, one every {every:g} ps) "
@@ -184,9 +187,9 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def ns_per_day(steps: float, seconds: float, timestep_fs: float) -> float:
-    """Simulated nanoseconds per day of wall time of one replica that made ``steps`` steps in ``seconds``."""
-    return steps * timestep_fs * FS_TO_PS * PS_TO_NS / seconds * SECONDS_PER_DAY
+def ns_per_day(steps: float, seconds: float, timestep_ps: float) -> float:
+    """Simulated nanoseconds per day of wall time of one replica that made ``steps`` steps of ``timestep_ps`` in ``seconds``."""
+    return steps * timestep_ps * PS_TO_NS / seconds * SECONDS_PER_DAY
 
 
 class FrameRate:
@@ -194,8 +197,8 @@ class FrameRate:
     them) and the wall time since the first of them (after the workers' start-up), so it changes only when
     a frame completes, and then smoothly (the average over the whole run so far)."""
 
-    def __init__(self, timestep_fs: float) -> None:
-        self.timestep_fs = timestep_fs
+    def __init__(self, timestep_ps: float) -> None:
+        self.timestep_ps = timestep_ps
         self.first: tuple[int, float] | None = None
         self.step = -1
         self.value: float | None = None
@@ -209,7 +212,7 @@ class FrameRate:
             self.step = completed_step
             step0, t0 = self.first
             if now > t0:
-                self.value = ns_per_day(completed_step - step0, now - t0, self.timestep_fs)
+                self.value = ns_per_day(completed_step - step0, now - t0, self.timestep_ps)
                 self.per_step = (now - t0) / (completed_step - step0)
         return self.value
 
@@ -237,7 +240,7 @@ def _load() -> float | None:
         return None
 
 
-def estimate(model, job: BlockJob, steps_left: int, workers: int, timestep_fs: float) -> str:
+def estimate(model, job: BlockJob, steps_left: int, workers: int) -> str:
     """One line: the wall time ``steps_left`` steps will take, from a short timed warm-up of ``job``'s block
     (the largest block, in this process, one thread: what one worker does), slowed down by the workers
     sharing the cores with each other and with other jobs (:func:`slowdown`)."""
@@ -248,18 +251,61 @@ def estimate(model, job: BlockJob, steps_left: int, workers: int, timestep_fs: f
     seconds = per_step * steps_left * factor
     shared = load is not None and factor > max(1.0, workers / cores())
     busy = f", the cores shared with other jobs (load average {load:.1f} on {cores()} cores)" if shared else ""
-    rate = ns_per_day(1, per_step * factor, timestep_fs)
+    rate = ns_per_day(1, per_step * factor, job.langevin.timestep_ps)
     return (f"estimated wall time: about {duration(seconds)} for {steps_left} steps ({rate:.3g} ns/day per replica; from {timed} "
             f"timed warm-up steps of {job.count} replica(s), not saved{busy}; the measured rate follows after the first frames)")
 
 
+@dataclass
+class _Run:
+    """A run of ``cglight simulate`` once everything is checked and its outputs are open: what the integration,
+    the writer and the summary share."""
+
+    config: SimulateConfig
+    """With the checkpoint resolved (``latest`` → a file)."""
+    langevin: LangevinSettings
+    output: SimulationOutput
+    settings: dict
+    """The config as recorded in ``started.json``, ``restart.pt`` and ``simulation.json``."""
+    device: str
+    workers: int
+    specs: list[SystemSpec]
+    starts: list[np.ndarray]
+    """Per system the starting frames ``[replicas, n, 3]`` (a continued run starts from ``restart`` instead)."""
+    sims: dict
+    """Per system: its state (None before the first step), frames written per replica, topology and temperature."""
+    restart: dict | None
+    """The restart state continued (None: a new run)."""
+    fingerprint: str
+    done: int
+    """The step the run starts from."""
+
+
 def simulate(config: SimulateConfig) -> Path:
     """Run (or continue) the simulation described by ``config``; returns the output directory."""
+    run, model = _open_run(config)
+    steps = run.config.steps
+    if run.done >= steps:
+        log.info("%s holds %d steps already (steps: %d); nothing to do", run.output.root, run.done, steps)
+        _report(run, run.done)
+        return run.output.root
+    blocks = split(run.config.replicas, run.workers)
+    timing = estimate(model, _job(run, 0, blocks[0], from_starts=True), steps - run.done, run.workers)
+    del model  # every worker loads its own
+    seconds = _integrate(run, blocks, timing)
+    _report(run, steps, seconds, run.done)
+    return run.output.root
+
+
+def _open_run(config: SimulateConfig) -> tuple[_Run, object]:
+    """Check everything before a file is written (the config, the restart state, the model, every system's starts),
+    then open the outputs: a new run's topologies written, a continued run's trajectories trimmed to its state.
+    Returns the run and its model (loaded once here, for the checks and the estimate)."""
     asked = config.checkpoint
     if config.checkpoint:  # latest, latest:DIR: the newest last.ckpt (logged); the run records the file
         config = replace(config, checkpoint=resolve(config.checkpoint))
-    config.validate()
-    root, out = Path(config.starts), Path(config.out)
+    langevin = config.validate()
+    root = Path(config.starts)
     manifest = read_manifest(root)
     names = config.systems or list(manifest.systems)
     unknown = [n for n in names if n not in manifest.systems]
@@ -267,21 +313,41 @@ def simulate(config: SimulateConfig) -> Path:
         raise ConfigError(f"simulate: systems {unknown} are not in {root} (it has {sorted(manifest.systems)})")
     device = config.torch_device()
     workers = worker_count(config.workers, device, config.replicas)
-    output = SimulationOutput(out)
-    settings = asdict(config)
-    restart = output.read_restart(names, config.replicas) if output.restart_path.is_file() else None
-    leftovers = _beginnings(output, settings, names) if restart is None else []
-    if restart is not None:
-        changed = [k for k in FIXED if restart["config"].get(k) != settings[k]]
-        if changed:
-            newer = ""
-            if "checkpoint" in changed and asked != config.checkpoint:
-                before = restart["config"].get("checkpoint")
-                newer = (f" ('{asked}' is {config.checkpoint} now, {out} was simulated with {before}: "
-                         "give that file to continue it)")
-            raise ConfigError(f"simulate: {out} holds a run with different {changed}{newer}; keep them or choose another 'out'")
-    sims, specs, starts = {}, [], []
-    # a bad checkpoint fails here, before any file is written
+    output, settings = SimulationOutput(Path(config.out)), asdict(config)
+    restart, leftovers = _restart_or_leftovers(output, settings, names, asked)
+    model, fingerprint = _checked_model(config, asked, names, root, restart, device)  # a bad checkpoint fails here
+    specs, starts = _systems(config, langevin, manifest, names, model, device)
+    if restart is None:
+        _start_afresh(output, leftovers, settings)
+    sims = _open_systems(output, manifest, specs, starts, restart, config.replicas)
+    done = 0 if restart is None else min(s["state"].step for s in sims.values())
+    run = _Run(config, langevin, output, settings, device, workers, specs, starts, sims, restart, fingerprint, done)
+    return run, model
+
+
+def _restart_or_leftovers(output: SimulationOutput, settings: dict, names: list[str], asked: str
+                          ) -> tuple[dict | None, list[Path]]:
+    """Continue or start: the restart state in ``output`` (refused when a fixed setting changed), or None and
+    the files a start killed before its first flush left there (:func:`_beginnings`). ``asked``: the checkpoint
+    as given (``latest`` names the file it now is in the message)."""
+    if not output.restart_path.is_file():
+        return None, _beginnings(output, settings, names)
+    restart = output.read_restart(names, settings["replicas"])
+    changed = [k for k in FIXED if restart["config"].get(k) != settings[k]]
+    if changed:
+        newer = ""
+        if "checkpoint" in changed and asked != settings["checkpoint"]:
+            before = restart["config"].get("checkpoint")
+            newer = (f" ('{asked}' is {settings['checkpoint']} now, {output.root} was simulated with {before}: "
+                     "give that file to continue it)")
+        raise ConfigError(f"simulate: {output.root} holds a run with different {changed}{newer}; keep them or choose "
+                          "another 'out'")
+    return restart, []
+
+
+def _checked_model(config: SimulateConfig, asked: str, names: list[str], root: Path, restart: dict | None, device: str):
+    """The model of ``config.checkpoint`` and its :func:`model_fingerprint`; refuses the newest checkpoint of a run
+    on other molecules (``asked``: ``latest``), and another model than the one a continued run was simulated with."""
     model = load_energy_model(config.checkpoint, device, config.trusted_backbones)
     other = [n for n in names if n not in model.systems]
     if is_latest(asked) and model.systems and other:  # the newest run was of another molecule: not the model meant
@@ -290,72 +356,81 @@ def simulate(config: SimulateConfig) -> Path:
                           "(--checkpoint PATH or latest:DIR)")
     fingerprint = model_fingerprint(model)
     if restart is not None and restart["model"]["sha256"] != fingerprint:
-        raise ConfigError(f"simulate: {config.checkpoint} is not the model {out} was simulated with (its weights or settings "
-                          "changed since); continue with that model, or choose another 'out' for this one")
+        raise ConfigError(f"simulate: {config.checkpoint} is not the model {Path(config.out)} was simulated with (its weights or "
+                          "settings changed since); continue with that model, or choose another 'out' for this one")
+    return model, fingerprint
+
+
+def _systems(config: SimulateConfig, langevin: LangevinSettings, manifest, names: list[str], model, device: str
+             ) -> tuple[list[SystemSpec], list[np.ndarray]]:
+    """Per system what a worker integrates (masses, temperature, noise seed, bond limit) and its starting frames;
+    one force call on a start refuses bead types the model cannot evaluate (e.g. priors without their parameters)."""
+    root, specs, starts = Path(config.starts), [], []
     for i, name in enumerate(names):
         info = manifest.systems[name]
         masses = np.asarray(config.masses, dtype=np.float64) if config.masses else bead_masses(root, name, info)
         if len(masses) != info.n_beads:
             raise ConfigError(f"simulate: {len(masses)} masses given for system '{name}' of {info.n_beads} beads")
         start = start_frames(root, manifest, name, config.replicas, config.seed + i)
-        limit = config.max_bond_factor * max(
-            (float(np.nanmax(np.linalg.norm(start[:, a] - start[:, b], axis=-1))) for a, b in info.bonds), default=0.0
-        )
-        temperature = info.temperature if config.temperature is None else config.temperature
-        specs.append(SystemSpec(name, list(info.bead_types), info.bonds, masses.tolist(), temperature, (config.seed, i), limit))
-        # so do bead types the model cannot evaluate (e.g. priors without their parameters)
+        longest = max((float(np.nanmax(np.linalg.norm(start[:, a] - start[:, b], axis=-1))) for a, b in info.bonds),
+                      default=0.0)
+        specs.append(SystemSpec(name, list(info.bead_types), info.bonds, masses.tolist(),
+                                langevin.at(info.temperature).temperature, (config.seed, i), langevin.bond_limit(longest)))
         types = torch.tensor(info.bead_types, device=device)
         force_function(model, types, info.bonds)(torch.from_numpy(start[:1]).to(device))
         starts.append(start)
-    if restart is None:
-        _start_afresh(output, leftovers, settings)
-    for name, start, spec in zip(names, starts, specs, strict=True):
-        info = manifest.systems[name]
-        (out / name).mkdir(parents=True, exist_ok=True)
+    return specs, starts
+
+
+def _open_systems(output: SimulationOutput, manifest, specs: list[SystemSpec], starts: list[np.ndarray],
+                  restart: dict | None, replicas: int) -> dict:
+    """Per system what the writer keeps (``_Run.sims``): a new run writes each topology; a continued one reads
+    its state and drops the frames a run killed between the two writes of a flush appended past it."""
+    sims = {}
+    for spec, start in zip(specs, starts, strict=True):
+        name, info = spec.name, manifest.systems[spec.name]
+        (output.root / name).mkdir(parents=True, exist_ok=True)
         top = cg_topology(info.bead_names, info.bonds)
         if restart is None:
             output.write_topology(name, top, start[0])
-            state, frames = None, [0] * config.replicas
+            state, frames = None, [0] * replicas
         else:
             state = state_tensors(restart["systems"][name]["state"])
             frames = restart["systems"][name]["frames"]
-            for r in range(config.replicas):  # a run killed between the two writes: drop the extra frames
+            for r in range(replicas):
                 output.trim(name, r, frames[r], info.n_beads)
         sims[name] = dict(state=state, frames=frames, top=top, temperature=spec.temperature)
+    return sims
 
-    done = 0 if restart is None else min(s["state"].step for s in sims.values())
-    if done >= config.steps:
-        log.info("%s holds %d steps already (steps: %d); nothing to do", out, done, config.steps)
-        _report(sims, out, config, done)
-        return out
-    blocks = split(config.replicas, workers)
-    warmup = BlockJob(0, 0, len(blocks[0]), config.checkpoint, device, config.timestep_fs, config.friction_per_ps,
-                      config.save_every, config.flush_every, config.steps, specs, beads_per_call(config),
-                      starts=[x[:len(blocks[0])] for x in starts])
-    timing = estimate(model, warmup, config.steps - done, workers, config.timestep_fs)
-    del model  # every worker loads its own
-    jobs = [
-        BlockJob(w, b.start, len(b), config.checkpoint, device, config.timestep_fs, config.friction_per_ps,
-                 config.save_every, config.flush_every, config.steps, specs, beads_per_call(config),
-                 starts=[x[b.start:b.stop] for x in starts] if restart is None else None,
-                 states=None if restart is None else [state_arrays(s["state"].block(b.start, b.stop)) for s in sims.values()],
-                 trusted_backbones=list(config.trusted_backbones), model_sha256=fingerprint)
-        for w, b in enumerate(blocks)
-    ]
-    if workers > 1:
-        log.info("simulating %d replicas of %d systems in %d worker processes (replicas %s)", config.replicas, len(sims),
-                 workers, ", ".join(f"{b.start}-{b.stop - 1}" for b in blocks))
+
+def _job(run: _Run, worker: int, block: range, from_starts: bool) -> BlockJob:
+    """Replicas ``block`` of every system for ``worker``, from their starting frames or from the run's state."""
+    c = run.config
+    return BlockJob(worker, block.start, len(block), c.checkpoint, run.device, run.langevin, c.save_every, c.flush_every,
+                    c.steps, run.specs, beads_per_call(c),
+                    starts=[x[block.start:block.stop] for x in run.starts] if from_starts else None,
+                    states=None if from_starts else [state_arrays(s["state"].block(block.start, block.stop))
+                                                     for s in run.sims.values()],
+                    trusted_backbones=list(c.trusted_backbones), model_sha256=run.fingerprint)
+
+
+def _integrate(run: _Run, blocks: list[range], timing: str) -> float:
+    """Integrate every block up to ``steps`` in the workers, this process writing; the wall time (s)."""
+    jobs = [_job(run, w, b, from_starts=run.restart is None) for w, b in enumerate(blocks)]
+    replicas, systems = run.config.replicas, len(run.sims)
+    if run.workers > 1:
+        log.info("simulating %d replicas of %d systems in %d worker processes (replicas %s)", replicas, systems,
+                 run.workers, ", ".join(f"{b.start}-{b.stop - 1}" for b in blocks))
     else:
-        log.info("simulating %d replicas of %d systems in one process on %s", config.replicas, len(sims), device)
+        log.info("simulating %d replicas of %d systems in one process on %s", replicas, systems, run.device)
     log.info("%s", timing)
-    writer = _Writer(output, sims, settings, config, blocks, done, fingerprint)
+    writer = _Writer(run, blocks)
     t0 = time.perf_counter()
     try:
         run_jobs(integrate_block, jobs, writer)
     finally:
         writer.bar.close()
-    _report(sims, out, config, config.steps, time.perf_counter() - t0, done)
-    return out
+    return time.perf_counter() - t0
 
 
 class _Writer:
@@ -363,16 +438,15 @@ class _Writer:
     progress bar for all of them and, once every block has reached a flush step, writes that
     step's frames of every replica, then the restart state and the summary."""
 
-    def __init__(self, output: SimulationOutput, sims: dict, settings: dict, config: SimulateConfig, blocks: list[range],
-                 done: int, fingerprint: str) -> None:
-        self.output, self.sims, self.settings, self.config, self.blocks = output, sims, settings, config, blocks
-        self.fingerprint = fingerprint
-        self.dt_ps = config.timestep_fs * FS_TO_PS
-        self.reached, self.pending = [done] * len(blocks), {}
-        self.rate = FrameRate(config.timestep_fs)
+    def __init__(self, run: _Run, blocks: list[range]) -> None:
+        self.output, self.sims, self.settings, self.config = run.output, run.sims, run.settings, run.config
+        self.blocks, self.fingerprint = blocks, run.fingerprint
+        self.dt_ps = run.langevin.timestep_ps
+        self.reached, self.pending = [run.done] * len(blocks), {}
+        self.rate = FrameRate(run.langevin.timestep_ps)
         self.told = False  # whether the measured time left has been logged
-        self.bar = progress(None, desc="simulate", unit="frame", initial=done // config.save_every,
-                            total=config.steps // config.save_every)
+        self.bar = progress(None, desc="simulate", unit="frame", initial=run.done // run.config.save_every,
+                            total=run.config.steps // run.config.save_every)
 
     def __call__(self, message: tuple) -> None:
         kind, worker, step = message[:3]

@@ -140,3 +140,25 @@ def test_dihedrals_agree_with_mdtraj():
     traj = mdtraj.Trajectory(pos / 10.0, top)
     expected = mdtraj.compute_dihedrals(traj, [[i, i + 1, i + 2, i + 3] for i in range(3)], periodic=False)
     np.testing.assert_allclose(dihedrals(pos), expected, atol=1e-5)
+
+
+def test_data_takes_its_arguments_from_a_config_file_as_every_command_does(tiny_dataset, tmp_path, capsys):
+    """Oracle: the same subcommand with its argument on the command line."""
+    assert main(["data", "info", str(tiny_dataset)]) == 0
+    direct = capsys.readouterr().out
+    config = tmp_path / "info.yaml"
+    config.write_text(f"dir: {tiny_dataset}\n")
+    assert main(["data", "info", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == direct
+    assert main(["data", "merge", "out", "p1", "p2", "--print_config"]) == 0
+    assert capsys.readouterr().out == "out: out\nparts:\n- p1\n- p2\n"
+
+
+def test_data_refuses_a_missing_config_file_and_an_unknown_subcommand(tmp_path, capsys):
+    assert main(["data", "verify", "--config", str(tmp_path / "none.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"cglight: error: config file {tmp_path / 'none.yaml'} does not exist\n"
+    assert main(["data", "check", str(tmp_path)]) == 2
+    assert "invalid choice: 'check' (choose from 'info', 'verify', 'merge', 'combine')" in capsys.readouterr().err
+    assert main(["data", "merge", str(tmp_path)]) == 2  # no part given
+    assert "merge.parts" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from cglight.cli import main
 from cglight.newest_checkpoint import resolve
 from cglight.simulate import run as simulate_run
 from cglight.simulate.run import FrameRate, SimulateConfig, duration, ns_per_day, slowdown
+from cglight.simulate.settings import LangevinSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +64,7 @@ def test_latest_without_a_checkpoint_is_one_line(tmp_path, monkeypatch, capsys, 
 
 
 def test_the_bar_rate_moves_only_when_a_frame_completes_and_averages_from_the_first():
-    rate = FrameRate(timestep_fs=2.0)
+    rate = FrameRate(timestep_ps=0.002)
     assert rate.update(100, 10.0) is None  # the first completed frame: the clock starts (after the workers' start-up)
     first = rate.update(200, 12.0)  # 100 steps of 2 fs = 0.2 ps in 2 s: 0.2e-3 ns / 2 s × 86400 s/day
     assert first == pytest.approx(0.2e-3 / 2.0 * 86400)
@@ -75,7 +76,7 @@ def test_the_bar_rate_moves_only_when_a_frame_completes_and_averages_from_the_fi
 
 
 def test_rate_and_duration_units():
-    assert ns_per_day(1_000_000, 86400.0, 1.0) == pytest.approx(1.0)  # 10⁶ steps of 1 fs = 1 ns, in one day
+    assert ns_per_day(1_000_000, 86400.0, 0.001) == pytest.approx(1.0)  # 10⁶ steps of 1 fs = 1 ns, in one day
     assert [duration(x) for x in (0.4, 42, 185, 7620)] == ["0.4 s", "42 s", "3 min 05 s", "2 h 07 min"]
 
 
@@ -89,15 +90,15 @@ def test_estimate_comes_from_the_timed_warm_up_and_the_share_of_the_cores(monkey
     monkeypatch.setattr(simulate_run, "time_steps", timed)
     monkeypatch.setattr(simulate_run, "cores", lambda: 2)
     monkeypatch.setattr(simulate_run, "_load", lambda: None)
-    job = simulate_run.BlockJob(0, 0, 16, "m.ckpt", "cpu", 1.0, 1.0, 10, 10, 100, [])
-    line = simulate_run.estimate(None, job, 9000, 1, 1.0)  # 9000 steps × 0.02 s = 3 min
+    job = simulate_run.BlockJob(0, 0, 16, "m.ckpt", "cpu", LangevinSettings(1.0), 10, 10, 100, [])
+    line = simulate_run.estimate(None, job, 9000, 1)  # 9000 steps × 0.02 s = 3 min
     assert line == ("estimated wall time: about 3 min 00 s for 9000 steps (4.32 ns/day per replica; from 30 timed warm-up steps "
                     "of 16 replica(s), not saved; the measured rate follows after the first frames)")
     assert seen["args"] == (16, *simulate_run.WARMUP_STEPS)
-    assert "about 6 min 00 s" in simulate_run.estimate(None, job, 9000, 4, 1.0)  # 4 workers on 2 cores share them
+    assert "about 6 min 00 s" in simulate_run.estimate(None, job, 9000, 4)  # 4 workers on 2 cores share them
     monkeypatch.setattr(simulate_run, "_load", lambda: 4.0)  # this process and 3 other jobs: 2 workers get 2/5 of the cores
-    assert "about 7 min 30 s for 9000 steps (1.73 ns/day per replica; " in simulate_run.estimate(None, job, 9000, 2, 1.0)
-    assert "the cores shared with other jobs (load average 4.0 on 2 cores)" in simulate_run.estimate(None, job, 9000, 2, 1.0)
+    assert "about 7 min 30 s for 9000 steps (1.73 ns/day per replica; " in simulate_run.estimate(None, job, 9000, 2)
+    assert "the cores shared with other jobs (load average 4.0 on 2 cores)" in simulate_run.estimate(None, job, 9000, 2)
 
 
 def test_slowdown_counts_the_workers_and_the_other_jobs():

@@ -11,6 +11,7 @@ from scipy import integrate
 
 from cglight.errors import ConfigError
 from cglight.simulate import LangevinIntegrator
+from cglight.simulate.settings import LangevinSettings
 from cglight.units import kt
 
 T = 300.0
@@ -19,7 +20,7 @@ KT = kt(T)  # 0.596 kcal/mol
 
 def _sample(force_fn, pos, steps, every, masses=None, friction=5.0, timestep_fs=2.0, seed=0, check_fn=None):
     masses = torch.full((pos.shape[1],), 12.0, dtype=pos.dtype) if masses is None else masses
-    integ = LangevinIntegrator(force_fn, masses, T, timestep_fs, friction, seed=seed, check_fn=check_fn)
+    integ = LangevinIntegrator(force_fn, masses, LangevinSettings(timestep_fs, friction, T), seed=seed, check_fn=check_fn)
     state = integ.init_state(pos)
     frames = []
     for _ in range(steps // every):
@@ -87,7 +88,8 @@ def test_configurational_temperature_of_an_anharmonic_chain():
 def test_restart_continues_step_for_step():
     k = 3.0
     pos = torch.randn(8, 2, 3, dtype=torch.float64)
-    integ = LangevinIntegrator(lambda x: -k * x, torch.tensor([12.0, 14.0], dtype=torch.float64), T, 2.0, 1.0, seed=5)
+    masses = torch.tensor([12.0, 14.0], dtype=torch.float64)
+    integ = LangevinIntegrator(lambda x: -k * x, masses, LangevinSettings(2.0, 1.0, T), seed=5)
     whole = integ.run(integ.init_state(pos), 50)
     first = integ.run(integ.init_state(pos), 20)
     saved = {k2: (v.clone() if torch.is_tensor(v) else v) for k2, v in first.state_dict().items()}
@@ -107,7 +109,7 @@ def test_a_blown_up_replica_is_stopped_and_the_others_go_on():
 
     pos = torch.zeros(4, 1, 3, dtype=torch.float64)
     pos[2, 0, 0] = 100.0
-    integ = LangevinIntegrator(force, torch.tensor([12.0], dtype=torch.float64), T, 2.0, 1.0,
+    integ = LangevinIntegrator(force, torch.tensor([12.0], dtype=torch.float64), LangevinSettings(2.0, 1.0, T),
                                check_fn=lambda p: p.norm(dim=-1).amax(-1) < 1000)
     state = integ.run(integ.init_state(pos), 10)
     assert state.alive.tolist() == [True, True, False, True]
@@ -117,9 +119,11 @@ def test_a_blown_up_replica_is_stopped_and_the_others_go_on():
 
 def test_bad_arguments_are_named():
     with pytest.raises(ConfigError, match="timestep_fs"):
-        LangevinIntegrator(lambda x: x, torch.ones(2), T, 0.0, 1.0)
+        LangevinSettings(0.0, 1.0, T)
     with pytest.raises(ConfigError, match="masses"):
-        LangevinIntegrator(lambda x: x, torch.tensor([1.0, -1.0]), T, 1.0, 1.0)
-    integ = LangevinIntegrator(lambda x: x, torch.ones(2), T, 1.0, 1.0)
+        LangevinIntegrator(lambda x: x, torch.tensor([1.0, -1.0]), LangevinSettings(1.0, 1.0, T))
+    with pytest.raises(ValueError, match="temperature"):
+        LangevinIntegrator(lambda x: x, torch.ones(2), LangevinSettings(1.0, 1.0))
+    integ = LangevinIntegrator(lambda x: x, torch.ones(2), LangevinSettings(1.0, 1.0, T))
     with pytest.raises(ConfigError, match="replicas, 2, 3"):
         integ.init_state(torch.zeros(3, 4, 3))

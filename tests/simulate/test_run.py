@@ -122,6 +122,7 @@ def test_configurational_temperature_of_a_simulated_cg_model(checkpoint, tiny_da
     from cglight.simulate.masses import bead_masses
     from cglight.data.reader import start_frames
     from cglight.simulate.run import force_function, load_energy_model
+    from cglight.simulate.settings import LangevinSettings
     from cglight.units import kt
 
     torch.manual_seed(0)
@@ -131,7 +132,7 @@ def test_configurational_temperature_of_a_simulated_cg_model(checkpoint, tiny_da
     types, replicas = torch.tensor(info.bead_types), 128
     start = torch.from_numpy(start_frames(tiny_dataset, manifest, "ala2", replicas, 0)).double()
     masses = torch.from_numpy(bead_masses(tiny_dataset, "ala2", info))
-    integ = LangevinIntegrator(force_function(model, types, info.bonds), masses, 300.0, 0.5, 5.0, seed=1)
+    integ = LangevinIntegrator(force_function(model, types, info.bonds), masses, LangevinSettings(0.5, 5.0, 300.0), seed=1)
     state = integ.init_state(start)
     integ.run(state, 600)  # 0.3 ps to equilibrate
     frames = []

@@ -186,9 +186,10 @@ def test_an_out_holding_foreign_files_is_refused_and_kept(checkpoint, tiny_datas
 def test_a_worker_refuses_a_checkpoint_that_changed_after_the_parent_loaded_it(network_checkpoint):
     from cglight.errors import ConfigError
     from cglight.simulate.block import BlockJob, SystemSpec, integrate_block, load_energy_model, model_fingerprint
+    from cglight.simulate.settings import LangevinSettings
 
     spec = SystemSpec("a", [0, 1], [[0, 1]], [12.0, 12.0], 300.0, (0, 0), 10.0)
-    job = BlockJob(0, 0, 1, str(network_checkpoint), "cpu", 1.0, 1.0, 1, 1, 1, [spec],
+    job = BlockJob(0, 0, 1, str(network_checkpoint), "cpu", LangevinSettings(), 1, 1, 1, [spec],
                    starts=[np.array([[[0.0, 0.0, 0.0], [1.5, 0.0, 0.0]]], dtype=np.float32)])
     messages = []
     with pytest.raises(ConfigError, match="changed while the run was starting"):

@@ -53,6 +53,31 @@ def test_non_finite_settings_are_refused(tmp_path, key, value):
         config.validate()
 
 
+@pytest.mark.parametrize("key, value", [("timestep_fs", 0.0), ("timestep_fs", float("inf")), ("friction_per_ps", -0.1),
+                                        ("temperature", 0.0), ("max_bond_factor", 1.0)])
+def test_langevin_settings_refuse_a_bad_value_by_its_key(key, value):
+    from cglight.errors import ConfigError
+    from cglight.simulate.settings import LangevinSettings
+
+    with pytest.raises(ConfigError, match=f"^'{key}' must be"):
+        LangevinSettings(**{key: value})
+
+
+def test_langevin_settings_convert_once_and_fill_in_a_systems_temperature():
+    """Oracle: 1 ps = 1000 fs (500 steps of 2 fs are exactly 1 ps); the config's temperature wins over the data's."""
+    from dataclasses import FrozenInstanceError
+
+    from cglight.simulate.settings import LangevinSettings
+
+    two = LangevinSettings(timestep_fs=2.0)
+    assert two.timestep_ps == 0.002 and 500 * two.timestep_ps == 1.0
+    with pytest.raises(FrozenInstanceError):
+        two.timestep_fs = 4.0  # the converted timestep could not follow
+    assert two.at(450.0).temperature == 450.0 and two.at(450.0).timestep_ps == 0.002 and two.temperature is None
+    assert LangevinSettings(temperature=300.0).at(450.0).temperature == 300.0
+    assert LangevinSettings(max_bond_factor=3.0).bond_limit(4.0) == 12.0
+
+
 def _kinetic_temperature(restart_path, masses) -> tuple[float, float]:
     """Equipartition: ⟨m v²⟩ = kT per degree of freedom; mean over replicas and its standard error."""
     state = torch.load(restart_path, weights_only=True)["systems"]["a"]["state"]
@@ -110,6 +135,7 @@ def test_the_bond_check_stops_a_replica_whose_bond_is_pulled_past_the_limit():
     steps. It is stopped, frozen at its last state inside the limit; the others run to the end."""
     from cglight.simulate.block import bond_check
     from cglight.simulate.langevin import LangevinIntegrator
+    from cglight.simulate.settings import LangevinSettings
 
     bonds, r0, k, limit = [[0, 1], [1, 2]], 3.8, 50.0, 2 * 3.8
 
@@ -127,7 +153,7 @@ def test_the_bond_check_stops_a_replica_whose_bond_is_pulled_past_the_limit():
     chain = torch.tensor([[0.0, 0.0, 0.0], [r0, 0.0, 0.0], [2 * r0, 0.0, 0.0]], dtype=torch.float64)
     pos = chain.expand(4, 3, 3).clone()
     pos[2, :, 2] += 100.0  # the force function sees live replicas only, so it picks replica 2 by position
-    integ = LangevinIntegrator(force, torch.full((3,), 12.0, dtype=torch.float64), 300.0, 1.0, 1.0, seed=0,
+    integ = LangevinIntegrator(force, torch.full((3,), 12.0, dtype=torch.float64), LangevinSettings(1.0, 1.0, 300.0), seed=0,
                                check_fn=bond_check(bonds, limit))
     state = integ.run(integ.init_state(pos), 200)
     assert state.step == 200

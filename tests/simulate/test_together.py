@@ -14,6 +14,7 @@ from cglight.energy import CGEnergy
 from cglight.simulate.langevin import LangevinIntegrator, run_together
 from cglight.simulate.block import force_calls
 from cglight.simulate.run import force_function, group_force_function
+from cglight.simulate.settings import LangevinSettings
 
 SYSTEMS = [  # beads, replicas, temperature, seed
     (5, 4, 300.0, 11),
@@ -38,7 +39,8 @@ def _setup():
 
 
 def _integrator(force_fn, masses, temperature, seed):
-    return LangevinIntegrator(force_fn, masses, temperature, timestep_fs=2.0, friction_per_ps=1.0, seed=seed)
+    return LangevinIntegrator(force_fn, masses, LangevinSettings(timestep_fs=2.0, friction_per_ps=1.0, temperature=temperature),
+                              seed=seed)
 
 
 def test_two_systems_together_follow_their_separate_trajectories_step_for_step():

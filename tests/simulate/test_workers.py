@@ -22,6 +22,7 @@ from cglight.errors import ConfigError
 from cglight.simulate.block import force_function
 from cglight.simulate.langevin import LangevinIntegrator, LangevinState
 from cglight.simulate.noise import normals, replica_keys
+from cglight.simulate.settings import LangevinSettings
 from cglight.simulate.workers import run_jobs, split, worker_count
 
 MASK = 2**64 - 1
@@ -84,7 +85,7 @@ def _chain_system():
     steps = torch.randn(7, 6, 3, generator=g, dtype=torch.float64)
     pos = torch.cumsum(3.8 * steps / steps.norm(dim=-1, keepdim=True), 1)
     masses = 10.0 + 5.0 * torch.rand(6, generator=g, dtype=torch.float64)
-    integ = LangevinIntegrator(force_function(energy, types), masses, 320.0, 2.0, 1.0, seed=(4, 0))
+    integ = LangevinIntegrator(force_function(energy, types), masses, LangevinSettings(2.0, 1.0, 320.0), seed=(4, 0))
     return integ, pos
 
 
