@@ -37,7 +37,9 @@ from cglight.simulate.block import BlockJob, SystemSpec, force_function, group_f
 from cglight.simulate.langevin import LangevinIntegrator, run_together
 from cglight.simulate.noise import normals, replica_keys
 from cglight.simulate.settings import LangevinSettings
-from cglight.simulate.workers import cores, run_jobs, split
+from cglight.pool import cores
+from cglight.pool import even_blocks as split
+from cglight.simulate.workers import run_jobs
 from cglight.simulate.run import CPU_BEADS_PER_CALL
 
 

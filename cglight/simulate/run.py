@@ -33,12 +33,11 @@ from cglight.data.reader import start_frames
 from cglight.errors import CGLightError, ConfigError
 from cglight.newest_checkpoint import DEFAULT_RUNS, is_latest, resolve
 from cglight.progress import progress
-from cglight.simulate.block import (  # noqa: F401 - force_function, bond_check, ...: the public helpers, also from here
+from cglight.simulate.block import (
     BlockJob,
     SystemSpec,
     bond_check,
     force_function,
-    group_force_function,
     integrate_block,
     load_energy_model,
     model_fingerprint,
@@ -52,7 +51,9 @@ from cglight.simulate.masses import bead_masses
 from cglight.simulate.output import SimulationOutput
 from cglight.simulate.settings import LangevinSettings
 from cglight.simulate.trajectory import cg_topology
-from cglight.simulate.workers import cores, run_jobs, split, worker_count
+from cglight.pool import cores
+from cglight.pool import even_blocks as split
+from cglight.simulate.workers import run_jobs, worker_count
 from cglight.units import PS_TO_NS, SECONDS_PER_DAY
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,6 @@ from typing import Any
 from cglight import pool
 from cglight.errors import ConfigError
 from cglight.pool import Emit, cores
-from cglight.pool import even_blocks as split
-
-__all__ = ["Emit", "cores", "run_jobs", "split", "worker_count"]  # simulate/run.py imports cores and split from here
 
 
 def worker_count(requested: int, device: str, jobs_at_most: int) -> int:

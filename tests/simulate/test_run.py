@@ -121,7 +121,7 @@ def test_configurational_temperature_of_a_simulated_cg_model(checkpoint, tiny_da
     from cglight.simulate.langevin import LangevinIntegrator
     from cglight.simulate.masses import bead_masses
     from cglight.data.reader import start_frames
-    from cglight.simulate.run import force_function, load_energy_model
+    from cglight.simulate.block import force_function, load_energy_model
     from cglight.simulate.settings import LangevinSettings
     from cglight.units import kt
 

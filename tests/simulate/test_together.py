@@ -13,7 +13,7 @@ import torch
 from cglight.energy import CGEnergy
 from cglight.simulate.langevin import LangevinIntegrator, run_together
 from cglight.simulate.block import force_calls
-from cglight.simulate.run import force_function, group_force_function
+from cglight.simulate.block import force_function, group_force_function
 from cglight.simulate.settings import LangevinSettings
 
 SYSTEMS = [  # beads, replicas, temperature, seed

@@ -23,7 +23,8 @@ from cglight.simulate.block import force_function
 from cglight.simulate.langevin import LangevinIntegrator, LangevinState
 from cglight.simulate.noise import normals, replica_keys
 from cglight.simulate.settings import LangevinSettings
-from cglight.simulate.workers import run_jobs, split, worker_count
+from cglight.pool import even_blocks as split
+from cglight.simulate.workers import run_jobs, worker_count
 
 MASK = 2**64 - 1
 
