@@ -17,7 +17,7 @@ import torch
 
 from cglight.data import ShardDataset, keys
 from cglight.losses import CovarianceHVPLoss
-from cglight.model import BackboneConfig, CGPotential
+from cglight.training import BackboneConfig, CGPotential
 
 EPS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 

@@ -20,7 +20,7 @@ import time
 import torch
 
 from cglight.data import ShardDataset, keys
-from cglight.model import BackboneConfig, CGPotential
+from cglight.training import BackboneConfig, CGPotential
 
 
 def run(data: ShardDataset, train_idx: list[int], val: dict, losses: dict, steps: int, lr: float) -> tuple[CGPotential, dict]:

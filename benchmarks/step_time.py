@@ -14,7 +14,7 @@ import time
 import torch
 
 from cglight.data import ShardDataset, keys
-from cglight.model import BackboneConfig, CGPotential
+from cglight.training import BackboneConfig, CGPotential
 
 CONFIGS = {
     "force": {"force": {"weight": 1.0}},

@@ -19,7 +19,7 @@ _EXPORTS = {
     "ShardDataset": "cglight.data",
     "LossResult": "cglight.losses",
     "LossTerm": "cglight.losses",
-    "CGPotential": "cglight.model",
+    "CGPotential": "cglight.training",
 }
 
 __getattr__, _names = lazy_exports(__name__, _EXPORTS)

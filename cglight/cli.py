@@ -80,7 +80,7 @@ def _setup(torch_threads: bool = True) -> None:
 def prepare_main(argv: list[str]) -> None:
     from cglight.data.manifest import MANIFEST
     from cglight.prepare.config_file import prepare_config, prepare_parser
-    from cglight.prepare.pipeline import Part, prepare_dataset
+    from cglight.prepare.run import Part, prepare_dataset
 
     values = prepare_parser(COMMANDS["prepare"][0]).parse_args(argv)
     out = prepare_dataset(prepare_config(values), values.out, overwrite=values.overwrite, part=Part.parse(values.part))
@@ -122,7 +122,7 @@ def diagnose_main(argv: list[str]) -> None:
 
 
 def data_main(argv: list[str]) -> int:
-    from cglight.data.tools import main as data_tools_main
+    from cglight.data.run import main as data_tools_main
 
     return data_tools_main(argv)
 
@@ -155,7 +155,7 @@ def _lightning_main(argv: list[str]) -> int | None:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from cglight.data.datamodule import CGDataModule
-    from cglight.model.potential import CGPotential
+    from cglight.training.potential import CGPotential
 
     last: list = []  # the LastCheckpoint callback, once built: it knows which signal stopped the run
     try:
@@ -185,12 +185,12 @@ def _lightning_cli(last: list) -> type:
     handed to the data module; the ``LastCheckpoint`` callback is appended to ``last`` once built."""
     from lightning.pytorch.cli import LightningCLI
 
-    from cglight.model.last_checkpoint import LastCheckpoint
-    from cglight.model.loss_curves import LossCurves
-    from cglight.model.random_state import RandomState
-    from cglight.model.run_summary import RunSummary
-    from cglight.model.safeguard import RunawayGuard
-    from cglight.model.simulation_check import SimulationValidation
+    from cglight.training.last_checkpoint import LastCheckpoint
+    from cglight.training.loss_curves import LossCurves
+    from cglight.training.random_state import RandomState
+    from cglight.training.run_summary import RunSummary
+    from cglight.training.safeguard import RunawayGuard
+    from cglight.training.simulation_check import SimulationValidation
 
     class CGLightCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -217,7 +217,7 @@ def _lightning_cli(last: list) -> type:
 
         def after_instantiate_classes(self) -> None:
             super().after_instantiate_classes()
-            from cglight.model.progress_bar import bars_on_stderr  # not before: --help would list it as a callback
+            from cglight.training.progress_bar import bars_on_stderr  # not before: --help would list it as a callback
 
             bars_on_stderr(self.trainer)
             self.datamodule.dataset_builder = _build_missing_dataset

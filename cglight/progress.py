@@ -1,5 +1,5 @@
 """Progress bars for long work (tqdm) on stderr, the stream of cglight's messages (Lightning's bars too:
-:mod:`cglight.model.progress_bar`); ``CGLIGHT_PROGRESS=0`` turns every bar off."""
+:mod:`cglight.training.progress_bar`); ``CGLIGHT_PROGRESS=0`` turns every bar off."""
 
 from __future__ import annotations
 

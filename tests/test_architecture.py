@@ -24,14 +24,14 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"energy", "data"}),
     ("engines", {"losses", "prepare", "simulate"}),
     ("analysis", {"evaluate"}),
-    ("training", {"model"}),
+    ("training", {"training"}),
     ("tools", {"diagnose", "testing", "gaussian_oracle"}),
     ("entry", {"cli", "cglight"}),
 ]
 """Lowest first; a unit (a subpackage, or a top-level module) imports only units of lower layers."""
 
-COMMAND_MODULES = {"cglight.simulate.run", "cglight.evaluate.run", "cglight.diagnose.run", "cglight.prepare.pipeline",
-                   "cglight.data.tools"}
+COMMAND_MODULES = {"cglight.simulate.run", "cglight.evaluate.run", "cglight.diagnose.run", "cglight.prepare.run",
+                   "cglight.data.run"}
 """A command's own module: imported only by ``cglight.cli`` and by modules of its own package."""
 
 KNOWN: set[tuple[str, str]] = set()
@@ -175,11 +175,11 @@ def test_known_exceptions_still_exist():
 def test_the_checker_sees_module_level_lazy_and_string_imports(tmp_path):
     """The oracle: a planted file with one import of each kind, read back by hand."""
     planted = tmp_path / "probe.py"
-    planted.write_text("import cglight.model\nfrom . import keys\n\ndef f():\n    from cglight.prepare import pipeline\n\n"
+    planted.write_text("import cglight.training\nfrom . import keys\n\ndef f():\n    from cglight.prepare import run\n\n"
                        "X = {'a': 'cglight.evaluate.run:evaluate'}\n")
     found = imports_of(planted, "cglight.data.probe")
-    assert {(i.target, i.lazy) for i in found} == {("cglight.model", False), ("cglight.data.keys", False),
-                                                   ("cglight.prepare.pipeline", True), ("cglight.evaluate.run", True)}
+    assert {(i.target, i.lazy) for i in found} == {("cglight.training", False), ("cglight.data.keys", False),
+                                                   ("cglight.prepare.run", True), ("cglight.evaluate.run", True)}
     assert len(violations(found)) == 3  # the three arrows up; data.keys is its own package
 
 

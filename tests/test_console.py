@@ -290,7 +290,7 @@ def test_building_a_model_from_python_prints_nothing():
 def test_lightnings_bar_is_swapped_for_one_on_stderr(progress, capsys, monkeypatch):
     import lightning as L
 
-    from cglight.model.progress_bar import StderrProgressBar, bars_on_stderr
+    from cglight.training.progress_bar import StderrProgressBar, bars_on_stderr
 
     monkeypatch.setenv("CGLIGHT_PROGRESS", progress)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False, max_steps=1)

@@ -79,7 +79,7 @@ def _load(config: DiagnoseConfig):
     """The LightningModule of the checkpoint (plain data only; a dotted backbone only when trusted), in float64."""
     from cglight.energy.backbone import backbone_config, check_trusted
     from cglight.energy.core import load_plain
-    from cglight.model.potential import CGPotential
+    from cglight.training.potential import CGPotential
 
     ckpt = load_plain(config.checkpoint, "cpu", "cglight reads checkpoints as plain data only")
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None

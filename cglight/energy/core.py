@@ -1,6 +1,6 @@
 """``CGEnergy``: the CG energy ``U(R) = U_priors(R) + U_net(R)`` as a plain ``nn.Module``.
 
-The one object that training (wrapped by ``cglight.model.CGPotential``), simulation and evaluation
+The one object that training (wrapped by ``cglight.training.CGPotential``), simulation and evaluation
 use; it imports neither Lightning nor the losses, and a checkpoint restores it on its own
 (:meth:`CGEnergy.from_checkpoint`).
 

@@ -12,7 +12,7 @@ _EXPORTS = {
     "make_map": "cglight.prepare.mapping",
     "Part": "cglight.prepare.plan",
     "PrepareConfig": "cglight.prepare.config",
-    "prepare_dataset": "cglight.prepare.pipeline",
+    "prepare_dataset": "cglight.prepare.run",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

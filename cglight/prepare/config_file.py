@@ -9,7 +9,7 @@ from pathlib import Path
 from cglight.config_files import read_config_file
 from cglight.errors import ConfigError
 from cglight.prepare.config import PrepareConfig
-from cglight.prepare.pipeline import prepare_dataset
+from cglight.prepare.run import prepare_dataset
 
 log = logging.getLogger("cglight")
 

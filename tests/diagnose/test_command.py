@@ -44,7 +44,7 @@ def test_diagnose_reads_the_model_curvature_by_subspace(tiny_dataset, checkpoint
     # by float64 autograd of the energy at the same frames
     from cglight.data.dataset import ShardDataset
     from cglight.diagnose.run import DiagnoseConfig, _training_frames
-    from cglight.model.potential import CGPotential
+    from cglight.training.potential import CGPotential
 
     dataset = ShardDataset(tiny_dataset)
     index, _ = _training_frames(dataset, DiagnoseConfig(frames=12))["ala2"]

@@ -10,7 +10,7 @@ from cglight.energy import BackboneConfig, CGEnergy, build_backbone
 from cglight.energy.backbone import backbone_dict
 from cglight.energy.autograd_probe import autograd_order_error
 from cglight.errors import ConfigError
-from cglight.model import CGPotential
+from cglight.training import CGPotential
 from cglight.testing import BackboneTests
 
 

@@ -74,7 +74,7 @@ def test_the_repulsion_panel_says_it_is_a_wall_and_draws_it_unshifted():
 
 def test_fit_to_data_keeps_the_manifest_names_for_the_picture(tiny_dataset):
     from cglight.data import CGDataModule
-    from cglight.model import CGPotential
+    from cglight.training import CGPotential
 
     model = CGPotential(backbone={"embedding_dimension": 8, "num_layers": 1, "num_rbf": 8},
                         priors={"bonds": {}, "angles": {}, "dihedrals": {"min_samples": 5}})

@@ -56,7 +56,7 @@ def test_bad_method_options_are_named():
 
 
 def _tensornet(method: str):
-    from cglight.model import BackboneConfig, CGPotential
+    from cglight.training import BackboneConfig, CGPotential
 
     config = BackboneConfig(name="tensornet", embedding_dimension=16, num_layers=1, num_rbf=8, cutoff_upper=5.0, max_z=8)
     losses = {"force": {"weight": 1.0}, "hvp_cov": {"weight": 1.0, "probes": 2, "method": method}}

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from cglight.data import CGDataModule, ShardDataset, keys
 from cglight.data.shards import sha256
 from cglight.errors import ConfigError
-from cglight.model import CGPotential
+from cglight.training import CGPotential
 
 PRIORS = {"bonds": {}, "angles": {}, "dihedrals": {}, "repulsion": {}}
 LOSSES = {"force": {"weight": 1.0}, "hvp_cov": {"weight": 0.1, "probes": 1}}

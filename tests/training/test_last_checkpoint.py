@@ -13,8 +13,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cglight.atomic import PARTIAL
 from cglight.errors import ConfigError
-from cglight.model import BackboneConfig, CGPotential
-from cglight.model.last_checkpoint import LastCheckpoint
+from cglight.training import BackboneConfig, CGPotential
+from cglight.training.last_checkpoint import LastCheckpoint
 from cglight.testing import synthetic_batch
 
 STEPS = 4  # training batches per epoch

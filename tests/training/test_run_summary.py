@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cglight.cli import main
-from cglight.model.run_summary import fit_summary, losses_line
+from cglight.training.run_summary import fit_summary, losses_line
 from tests.test_cli import _ckpt_config
 
 

@@ -11,7 +11,7 @@ import torch
 from cglight.errors import PluginError
 from cglight.losses.base import LossResult
 from cglight.losses.force import ForceLoss
-from cglight.model import BackboneConfig, CGPotential
+from cglight.training import BackboneConfig, CGPotential
 from cglight.testing import synthetic_batch
 
 

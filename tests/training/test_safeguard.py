@@ -11,9 +11,9 @@ import torch
 from cglight.errors import TrainingDivergedError
 from cglight.losses.base import LossResult
 from cglight.losses.force import ForceLoss
-from cglight.model import BackboneConfig, CGPotential
-from cglight.model.last_checkpoint import LastCheckpoint
-from cglight.model.safeguard import RunawayGuard
+from cglight.training import BackboneConfig, CGPotential
+from cglight.training.last_checkpoint import LastCheckpoint
+from cglight.training.safeguard import RunawayGuard
 from cglight.testing import synthetic_batch
 
 

@@ -83,7 +83,7 @@ class RunSummary(Callback):
         log_dir = trainer.log_dir  # a collective under DDP (rank 0 broadcasts it): every rank asks
         if not trainer.is_global_zero:
             return
-        from cglight.model.last_checkpoint import LastCheckpoint
+        from cglight.training.last_checkpoint import LastCheckpoint
 
         last = next((c.last_path for c in trainer.callbacks if isinstance(c, LastCheckpoint) and c.last_path), None)
         best_cb = trainer.checkpoint_callback

@@ -7,7 +7,7 @@ import torch
 
 from cglight.data import keys
 from cglight.errors import ConfigError
-from cglight.model import BackboneConfig, CGPotential
+from cglight.training import BackboneConfig, CGPotential
 
 TYPES = torch.tensor([3, 1, 2, 3, 1])
 

@@ -15,7 +15,7 @@ QUICKSTART = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart.y
 @pytest.mark.parametrize("key, value", [("timestep_fs", 0.0), ("timestep_fs", float("nan")), ("friction_per_ps", -1.0)])
 def test_a_bad_langevin_setting_is_refused_when_the_callback_is_built(key, value):
     """Once accepted, and found out only at the first check, epochs into a training."""
-    from cglight.model.simulation_check import SimulationValidation
+    from cglight.training.simulation_check import SimulationValidation
 
     with pytest.raises(ConfigError, match=f"^simulation_check: '{key}' must be"):
         SimulationValidation(**{key: value})
@@ -33,7 +33,7 @@ def test_a_bad_timestep_stops_fit_before_training_on_one_line(tmp_path, capsys, 
 
 def test_the_defaults_and_the_bond_factor_are_simulates():
     """Oracle: ``cglight simulate``'s own defaults (its config dataclass), not a second copy of the numbers."""
-    from cglight.model.simulation_check import SimulationValidation
+    from cglight.training.simulation_check import SimulationValidation
     from cglight.simulate.config import SimulateConfig
 
     simulate = SimulateConfig()

@@ -2,6 +2,6 @@
 
 from cglight.energy.backbone import BACKBONES, BackboneConfig
 from cglight.energy.priors import PriorsConfig
-from cglight.model.potential import CGPotential
+from cglight.training.potential import CGPotential
 
 __all__ = ["BACKBONES", "BackboneConfig", "CGPotential", "PriorsConfig"]

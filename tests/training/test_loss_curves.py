@@ -13,8 +13,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from cglight.data import CGDataModule, keys
-from cglight.model import CGPotential
-from cglight.model.loss_curves import LossCurves, loss_curves_figure, priors_only_losses
+from cglight.training import CGPotential
+from cglight.training.loss_curves import LossCurves, loss_curves_figure, priors_only_losses
 
 PRIORS = {"bonds": {}, "angles": {}, "dihedrals": {}, "repulsion": {}}
 

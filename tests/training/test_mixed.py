@@ -14,7 +14,7 @@ import torch
 
 from cglight.data import keys, mixed
 from cglight.data.datamodule import CGDataModule
-from cglight.model import BackboneConfig, CGPotential
+from cglight.training import BackboneConfig, CGPotential
 from tests.data.synthetic import write_synthetic
 
 FRAMES = {"a": 3, "b": 5}  # frames of each molecule in the mixed batch: unequal, so a plain mean differs

@@ -30,7 +30,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from cglight.errors import ConfigError, TrainingDivergedError
 from cglight.losses.base import LossTerm
 from cglight.losses.hessian import CovarianceHVPLoss
-from cglight.model.last_checkpoint import LastCheckpoint
+from cglight.training.last_checkpoint import LastCheckpoint
 
 
 def advice(name: str, term: LossTerm | None, finite: bool) -> str:
