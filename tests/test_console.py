@@ -270,7 +270,7 @@ def test_help_key_follows_the_source(tmp_path, monkeypatch):
     monkeypatch.setattr(help_cache, "__file__", str(copy / "help_cache.py"))
     before = help_cache.key("fit")
     assert help_cache.key("fit") == before
-    with open(copy / "model" / "potential.py", "a") as f:
+    with open(copy / "training" / "potential.py", "a") as f:
         f.write("\n# a changed docstring\n")
     assert help_cache.key("fit") != before
 
