@@ -440,7 +440,7 @@ def test_sigterm_saves_last_and_ckpt_path_last_resumes_to_the_same_weights(unint
     steps, weights = _state(final)
     stop = steps // 2 + 1  # mid-epoch
     marker = tmp / "reached"
-    waiter = {"class_path": "tests.model.interrupt.WaitForSignalAt", "init_args": {"step": stop, "marker": str(marker)}}
+    waiter = {"class_path": "tests.training.interrupt.WaitForSignalAt", "init_args": {"step": stop, "marker": str(marker)}}
     env = dict(os.environ, PYTHONPATH=str(ROOT), CGLIGHT_PROGRESS="0")
     proc = subprocess.Popen([sys.executable, "-m", "cglight.cli", "fit", "--config", _ckpt_config(tmp, data, "B", [waiter])],
                             cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -475,7 +475,7 @@ def test_kill_9_loses_only_the_steps_since_the_last_epoch_and_resumes_to_the_sam
     per_epoch = steps // 3
     stop = 2 * per_epoch + 1
     marker = tmp / "reached-kill"
-    waiter = {"class_path": "tests.model.interrupt.WaitForSignalAt", "init_args": {"step": stop, "marker": str(marker)}}
+    waiter = {"class_path": "tests.training.interrupt.WaitForSignalAt", "init_args": {"step": stop, "marker": str(marker)}}
     env = dict(os.environ, PYTHONPATH=str(ROOT), CGLIGHT_PROGRESS="0")
     proc = subprocess.Popen([sys.executable, "-m", "cglight.cli", "fit", "--config", _ckpt_config(tmp, data, "K", [waiter])],
                             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -615,7 +615,7 @@ def test_validate_with_the_checkpoints_own_settings(uninterrupted, tmp_path, mon
 def test_ctrl_c_saves_last_and_exits_130(uninterrupted, tmp_path, monkeypatch, caplog):
     tmp, data = uninterrupted
     monkeypatch.chdir(tmp_path)
-    ctrl_c = {"class_path": "tests.model.test_last_checkpoint.SignalAt", "init_args": {"step": 3, "signum": int(signal.SIGINT)}}
+    ctrl_c = {"class_path": "tests.training.test_last_checkpoint.SignalAt", "init_args": {"step": 3, "signum": int(signal.SIGINT)}}
     assert main(["fit", "--config", _ckpt_config(tmp_path, data, "R", [ctrl_c])]) == 128 + signal.SIGINT
     (saved,) = _last(tmp_path, "R")
     assert _state(saved)[0] == 3 and f"training interrupted by SIGINT at step 3; saved {saved}" in caplog.text
