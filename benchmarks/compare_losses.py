@@ -57,11 +57,21 @@ import numpy as np
 import yaml
 
 
-def run(args: list[str], log: Path) -> float:
+class StageFailed(Exception):
+    """A model's simulation or evaluation failed (for example every replica blew up): a result of the
+    study, recorded for that run, not a reason to stop the others."""
+
+
+def run(args: list[str], log: Path, model_result: bool = False) -> float:
+    """``cglight ARGS`` with its output in ``log``; its wall time. A failure stops the study, unless
+    ``model_result``: then it raises :class:`StageFailed` with the command's last line."""
     t = time.perf_counter()
     with open(log, "w") as f:
         r = subprocess.run([sys.executable, "-m", "cglight.cli", *args], stdout=f, stderr=subprocess.STDOUT)
     if r.returncode:
+        if model_result:
+            last = (log.read_text().strip().splitlines() or [""])[-1]
+            raise StageFailed(f"cglight {args[0]} exited {r.returncode}: {last[:300]} (see {log})")
         sys.exit(f"failed: cglight {' '.join(args)} (see {log})")
     return time.perf_counter() - t
 
@@ -196,11 +206,14 @@ def main() -> None:
     for variant, table in results.items():
         if variant:
             print(f"\n===== {variant}: {' '.join(config['variants'][variant]) or '(no extra fit options)'}")
-        systems = list(next(iter(table.values()))[0]["systems"])
+        failed = [(name, r["seed"], r["failed"]) for name, rows in table.items() for r in rows if "failed" in r]
+        for name, seed, why in failed:
+            print(f"  failed: {name} seed {seed}: {why}")
+        systems = list(dict.fromkeys(s for rows in table.values() for r in rows for s in r["systems"]))
         for system in systems:
             if len(systems) > 1:
                 print(f"\n--- system {system}")
-            print_tables({name: [system_row(r, system) for r in rows] for name, rows in table.items()})
+            print_tables({name: [system_row(r, system) for r in rows if system in r["systems"]] for name, rows in table.items()})
         if len(systems) > 1:
             print_pooled(table, systems)
         print_held_out_force(table)
@@ -242,17 +255,13 @@ class Study:
             self.reference = pmf_hessians(self.data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000),
                                           self.out / "pmf_hessians.json")
             self.times["pmf_hessian"] = self.reference["seconds"]  # of the estimate, cached or not
-        if not (run_dir / "eval/metrics.json").is_file():
-            if "simulate" not in timing or not (run_dir / "sim/simulation.json").is_file():  # not finished yet
-                timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []),
-                                          "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
-                                         run_dir / "simulate.log")
-                seconds.write_text(json.dumps(timing))
-            timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--overwrite", "true",
-                                      *config.get("evaluate_args", []), "--simulation", str(run_dir / "sim"),
-                                      "--out", str(run_dir / "eval")], run_dir / "evaluate.log")
-            seconds.write_text(json.dumps(timing))
-        row: dict = {"systems": json.loads((run_dir / "eval/metrics.json").read_text())["systems"]}
+        row: dict = {"seed": seed, "systems": {}}
+        try:
+            self._simulate_and_evaluate(run_dir, ckpt, seed, timing, seconds)
+            row["systems"] = json.loads((run_dir / "eval/metrics.json").read_text())["systems"]
+        except StageFailed as exc:
+            row["failed"] = str(exc)
+            print(f"{variant + '/' if variant else ''}{tag}: {exc}", flush=True)
         if self.reference is not None:
             row["pmf_hessian"] = hessian_errors(ckpt, self.reference, *self._first_system())
         if config.get("held_out_force"):
@@ -261,9 +270,30 @@ class Study:
         self._diagnose(run_dir, tag, ckpt, seed, timing)
         seconds.write_text(json.dumps(timing))
         row["seconds"] = timing
-        first = next(iter(row["systems"].values()))
-        print(f"{variant + '/' if variant else ''}{tag}: KL TIC1 plug-in {first['kl_tic1']['plugin']:.3f} {timing}", flush=True)
+        if row["systems"]:
+            first = next(iter(row["systems"].values()))
+            print(f"{variant + '/' if variant else ''}{tag}: KL TIC1 plug-in {first['kl_tic1']['plugin']:.3f} {timing}", flush=True)
         return row
+
+    def _simulate_and_evaluate(self, run_dir: Path, ckpt: Path, seed: int, timing: dict, seconds: Path) -> None:
+        config = self.config
+        if (run_dir / "eval/metrics.json").is_file():
+            return
+        if (run_dir / "failed.txt").is_file():  # a model that failed before fails again: not rerun
+            raise StageFailed((run_dir / "failed.txt").read_text().strip())
+        try:
+            if "simulate" not in timing or not (run_dir / "sim/simulation.json").is_file():  # not finished yet
+                timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []),
+                                          "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
+                                         run_dir / "simulate.log", model_result=True)
+                seconds.write_text(json.dumps(timing))
+            timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--overwrite", "true",
+                                      *config.get("evaluate_args", []), "--simulation", str(run_dir / "sim"),
+                                      "--out", str(run_dir / "eval")], run_dir / "evaluate.log", model_result=True)
+            seconds.write_text(json.dumps(timing))
+        except StageFailed as exc:
+            (run_dir / "failed.txt").write_text(str(exc) + "\n")
+            raise
 
     def _first_system(self) -> tuple[list[int], list[list[int]]]:
         if self.bead_types is None:
@@ -300,7 +330,7 @@ class Study:
 
 def system_row(row: dict, system: str) -> dict:
     """One run's metrics of ``system`` (with the PMF-Hessian errors, which are of the dataset's first system)."""
-    metrics = dict(row["systems"][system])
+    metrics = dict(row["systems"][system], seed=row["seed"])
     if "pmf_hessian" in row and system == next(iter(row["systems"])):
         metrics["pmf_hessian"] = row["pmf_hessian"]
     return metrics
@@ -344,7 +374,7 @@ def print_tables(results: dict[str, list[dict]]) -> None:
           "per seed: difference ± the two bootstrap half-widths in quadrature")
     for name in names[1:]:
         for k in keys:
-            pairs = list(zip(results[base], results[name]))
+            pairs = [(a, b) for a in results[base] for b in results[name] if a.get("seed") == b.get("seed")]
             diffs = [b[k]["plugin"] - a[k]["plugin"] for a, b in pairs]
             per_seed = ", ".join(
                 f"{d:+.3f} ± {np.hypot((a[k]['plugin_high'] - a[k]['plugin_low']) / 2, (b[k]['plugin_high'] - b[k]['plugin_low']) / 2):.3f}"
@@ -373,8 +403,11 @@ def print_pooled(table: dict[str, list[dict]], systems: list[str]) -> None:
     print(f"\nPooled over {len(systems)} systems ({', '.join(systems)}): KL TIC1 plug-in, loss set − {base!r}")
     for name in names[1:]:
         per_seed, lower, pairs = [], 0, 0
-        for a, b in zip(table[base], table[name]):
-            diffs = [b["systems"][s]["kl_tic1"]["plugin"] - a["systems"][s]["kl_tic1"]["plugin"] for s in systems]
+        for a, b in ((a, b) for a in table[base] for b in table[name] if a["seed"] == b["seed"]):
+            both = [s for s in systems if s in a["systems"] and s in b["systems"]]
+            if not both:
+                continue
+            diffs = [b["systems"][s]["kl_tic1"]["plugin"] - a["systems"][s]["kl_tic1"]["plugin"] for s in both]
             per_seed.append(float(np.mean(diffs)))
             lower += sum(d < 0 for d in diffs)
             pairs += len(diffs)
@@ -393,20 +426,24 @@ def print_held_out_force(table: dict[str, list[dict]]) -> None:
             print(f"  {name:<24} {mean_interval(values)}")
 
 
-def curve_points(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, list[tuple[str, list[float]]]]]:
-    """measure → loss set → [(variant, one value per seed)], for the first judged system."""
-    points: dict[str, dict[str, list[tuple[str, list[float]]]]] = {}
+def curve_points(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, list[tuple[str, dict[int, float]]]]]:
+    """measure → loss set → [(variant, {seed: value})], for the first judged system; a run without the
+    measure (its simulation failed, or it was not measured) has no entry."""
+    points: dict[str, dict[str, list[tuple[str, dict[int, float]]]]] = {}
     measures = {"KL TIC1 (plug-in)": lambda r: next(iter(r["systems"].values()))["kl_tic1"]["plugin"],
                 "held-out force error": lambda r: r["held_out"]["test/force"],
                 "soft-block Hessian error": lambda r: r["pmf_hessian"]["soft"]}
     for measure, get in measures.items():
         for variant, table in results.items():
             for name, rows in table.items():
-                try:
-                    values = [float(get(r)) for r in rows]
-                except (KeyError, TypeError, StopIteration):
-                    continue
-                points.setdefault(measure, {}).setdefault(name, []).append((variant, values))
+                values = {}
+                for r in rows:
+                    try:
+                        values[r["seed"]] = float(get(r))
+                    except (KeyError, TypeError, StopIteration):
+                        continue
+                if values:
+                    points.setdefault(measure, {}).setdefault(name, []).append((variant, values))
     return points
 
 
@@ -419,12 +456,15 @@ def print_learning_curve(results: dict[str, dict[str, list[dict]]], png: Path) -
         print(f"\nLearning curve: {measure}, mean [95 % t-interval over seeds]")
         print(f"{'variant':<22} " + " ".join(f"{n:>28}" for n in by_loss))
         for i, variant in enumerate(results):
-            cells = [next((mean_interval(v) for var, v in by_loss[n] if var == variant), "–") for n in by_loss]
+            cells = [next((mean_interval(list(v.values())) + ("" if len(v) == len(results[variant][n]) else
+                                                                 f" ({len(results[variant][n]) - len(v)} failed)")
+                           for var, v in by_loss[n] if var == variant), "–") for n in by_loss]
             print(f"{variant:<22} " + " ".join(f"{c:>28}" for c in cells))
-        base = by_loss.get(names[0], [])
+        base = dict(by_loss.get(names[0], []))
         for name in names[1:]:
-            diffs = [(var, [b - a for a, b in zip(va, vb)]) for (var, va), (_, vb) in zip(base, by_loss.get(name, []))]
-            print(f"  {name} − {names[0]}: " + "; ".join(f"{var} {mean_interval(d)}" for var, d in diffs))
+            other = dict(by_loss.get(name, []))
+            diffs = [(var, [other[var][k] - base[var][k] for k in base[var] if k in other[var]]) for var in base if var in other]
+            print(f"  {name} − {names[0]}: " + "; ".join(f"{var} {mean_interval(d)}" for var, d in diffs if d))
     plot_learning_curve(points, list(results), png)
 
 
@@ -438,9 +478,10 @@ def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
     for ax, (measure, by_loss) in zip(axes[0], points.items()):
         for shift, (name, series) in enumerate(by_loss.items()):
             x = [variants.index(var) + 0.08 * (shift - (len(by_loss) - 1) / 2) for var, _ in series]
-            mean = [float(np.mean(v)) for _, v in series]
+            values = [list(v.values()) for _, v in series]
+            mean = [float(np.mean(v)) for v in values]
             half = [T_975.get(len(v) - 1, 1.96) * float(np.std(v, ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-                    for _, v in series]
+                    for v in values]
             ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, label=name)
         ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
         ax.set_title(measure)
