@@ -468,27 +468,49 @@ def print_learning_curve(results: dict[str, dict[str, list[dict]]], png: Path) -
     plot_learning_curve(points, list(results), png)
 
 
+def _frames_and_group(variant: str) -> tuple[float, str] | None:
+    """``"250-full"`` → ``(250, "full")``: variants named ``<training frames>-<group>`` lie on a curve."""
+    head, _, group = variant.partition("-")
+    return (float(head), group) if head.isdigit() else None
+
+
 def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
+    """One panel per measure; variants named ``<frames>-<group>`` as curves over the training frames
+    (log axis), one line per loss set and group; other variant names as categories, unconnected."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    on_curve = all(_frames_and_group(v) for v in variants)
+    groups = list(dict.fromkeys(_frames_and_group(v)[1] for v in variants)) if on_curve else [""]
+    styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), squeeze=False)
     for ax, (measure, by_loss) in zip(axes[0], points.items()):
-        for shift, (name, series) in enumerate(by_loss.items()):
-            x = [variants.index(var) + 0.08 * (shift - (len(by_loss) - 1) / 2) for var, _ in series]
-            values = [list(v.values()) for _, v in series]
-            mean = [float(np.mean(v)) for v in values]
-            half = [T_975.get(len(v) - 1, 1.96) * float(np.std(v, ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-                    for v in values]
-            ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, label=name)
-        ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+        for colour, (name, series) in enumerate(by_loss.items()):
+            for g, group in enumerate(groups):
+                chosen = [(var, v) for var, v in series if not on_curve or _frames_and_group(var)[1] == group]
+                if not chosen:
+                    continue
+                values = [list(v.values()) for _, v in chosen]
+                x = ([_frames_and_group(var)[0] * (1 + 0.04 * (colour - (len(by_loss) - 1) / 2)) for var, _ in chosen] if on_curve
+                     else [variants.index(var) + 0.08 * (colour - (len(by_loss) - 1) / 2) for var, _ in chosen])
+                mean = [float(np.mean(v)) for v in values]
+                half = [T_975.get(len(v) - 1, 1.96) * float(np.std(v, ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+                        for v in values]
+                ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, color=f"C{colour}",
+                            linestyle=styles[g % len(styles)] if on_curve else "none",
+                            label=f"{name}, {group} priors" if on_curve and len(groups) > 1 else name)
+        if on_curve:
+            ax.set_xscale("log")
+            ax.set_xlabel("training frames")
+        else:
+            ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
         ax.set_title(measure)
         ax.set_ylabel(f"{measure} (dimensionless)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("mean over seeds with 95 % t-intervals")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("mean over seeds with 95 % t-intervals (runs whose simulation failed are left out: see the tables)")
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
