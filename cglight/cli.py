@@ -409,8 +409,9 @@ def _lightning(command: str) -> Callable[[list[str]], int | None]:
 
 
 def _interactive() -> bool:
-    """Whether the command runs in a terminal (where someone may ask for ``--help`` next)."""
-    return sys.stdout.isatty()
+    """Whether the command runs in a terminal (where someone may ask for ``--help`` next), as the
+    main process (not one of the processes DDP starts for the other ranks)."""
+    return sys.stdout.isatty() and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int | None]]] = {
