@@ -59,7 +59,7 @@ def unexpected(text: str, allowed: tuple[str, ...] = (), bars: bool = True) -> l
     bad = []
     for line in re.split(r"[\r\n]", ANSI.sub("", text)):
         while bars and (bar := BAR.match(line)):
-            line = line[bar.end():]
+            line = line[bar.end():].lstrip()  # a bar redrawn in place pads itself with blanks
         if line.strip() and not any(p.fullmatch(line.rstrip()) for p in patterns):
             bad.append(line)
     return bad
