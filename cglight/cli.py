@@ -55,6 +55,15 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """A message on a line of its own: a progress bar drawn at the time is lifted and redrawn under it."""
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
 
 def _setup(torch_threads: bool = True) -> None:
     """What every command shares: field docstrings in ``--help``; third-party notices and warnings that do not

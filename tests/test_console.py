@@ -99,6 +99,27 @@ def runs(tiny_dataset, tmp_path_factory) -> dict[str, subprocess.CompletedProces
     return done
 
 
+def test_a_message_during_a_progress_bar_gets_a_line_of_its_own(monkeypatch):
+    """A cglight message logged while a bar is drawn is not written onto the bar's line."""
+    import io
+    import logging
+
+    from cglight.cli import _setup
+    from cglight.progress import progress
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setenv("CGLIGHT_PROGRESS", "1")
+    _setup(torch_threads=False)
+    bar = progress(range(10), desc="work")
+    for i in bar:
+        if i == 5:
+            logging.getLogger("cglight").info("halfway there")
+    bar.close()
+    segments = re.split(r"[\r\n]", ANSI.sub("", err.getvalue()))
+    assert "cglight: halfway there" in [s.strip() for s in segments]  # not appended to the bar's text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["prepare", "info", "plugins", "fit", "simulate", "evaluate", "diagnose"])
 def test_a_command_prints_only_its_own_lines(runs, command):
