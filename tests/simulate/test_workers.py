@@ -168,7 +168,7 @@ import os, sys, time
 from cglight.simulate.workers import run_jobs
 
 def job(j, emit):
-    os.write(1, f"{os.getpid()}\n".encode())  # one write: the two workers' lines never interleave
+    os.write(1, f"{os.getpid()}\\n".encode())  # one write: the two workers' lines never interleave
     while True:
         time.sleep(0.05)
         emit(j)
