@@ -57,18 +57,15 @@ def show(command: str, build: Callable[[], object]) -> int:
     """Print the help of ``command``: the kept text, or else what ``build()`` prints (it ends in
     ``SystemExit``, as a parser's ``--help`` does), kept for next time when it exits 0."""
     folder = cache_dir()
-    path = folder / f"help-{command}-{key(command)}.txt" if folder is not None else None
+    path = _text_path(folder, command) if folder is not None else None
     if path is not None and path.is_file():
         with contextlib.suppress(OSError, UnicodeDecodeError):
             text = path.read_text(encoding="utf-8")
             sys.stdout.write(text)
             return 0
-    printed, code = io.StringIO(), 0
+    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
-            build()
-    except SystemExit as exc:
-        code = exc.code
+        code = _printed_by(build, printed)
     finally:
         sys.stdout.write(printed.getvalue())
     if code in (0, None) and printed.getvalue() and path is not None:
@@ -84,20 +81,31 @@ def keep_missing(commands: tuple[str, ...], build: Callable[[str], object]) -> l
         return []
     kept = []
     for command in commands:
-        path = folder / f"help-{command}-{key(command)}.txt"
+        path = _text_path(folder, command)
         if path.is_file():
             continue
         printed = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
-                build(command)
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                continue
-        if printed.getvalue():
+        with contextlib.redirect_stderr(io.StringIO()):
+            code = _printed_by(lambda c=command: build(c), printed)
+        if code in (0, None) and printed.getvalue():
             _keep(path, printed.getvalue())
             kept.append(command)
     return kept
+
+
+def _text_path(folder: Path, command: str) -> Path:
+    """Where the help of ``command`` is kept under its current key."""
+    return folder / f"help-{command}-{key(command)}.txt"
+
+
+def _printed_by(build: Callable[[], object], printed: io.StringIO) -> object:
+    """Run ``build()`` with its standard output going to ``printed``; its exit code (0 when it returns)."""
+    try:
+        with contextlib.redirect_stdout(printed):
+            build()
+    except SystemExit as exc:
+        return exc.code
+    return 0
 
 
 def _keep(path: Path, text: str) -> None:
