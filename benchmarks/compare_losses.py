@@ -33,6 +33,7 @@ The comparison config (YAML):
     variants:                              # optional: name → extra fit options; every loss set runs under each
       250-full: [--data.train_frames, "250"]
       250-repulsion: [--data.train_frames, "250", --model.priors, "{bonds: null, angles: null, dihedrals: null}"]
+      1000-full: {args: [--data.train_frames, "1000"], losses: [force, force+hvp_cov]}  # only these loss sets
 
 With ``variants`` (learning curves: training frames × priors) the runs go to ``OUT/<variant>/<run>``,
 each variant gets its own tables, ``--data.seed`` follows the training seed (a different subset of
@@ -194,10 +195,10 @@ def main() -> None:
     os.environ.setdefault("CGLIGHT_PROGRESS", "0")
     study = Study(config, out, Path(yaml.safe_load(Path(config["simulate"]).read_text())["starts"]), args.seeds)
     results: dict[str, dict[str, list[dict]]] = {}  # variant → loss set → one row per seed
-    for variant, variant_args in (config.get("variants") or {"": []}).items():
-        for loss_name, losses in config["losses"].items():
+    for variant, (variant_args, loss_names) in variant_runs(config).items():
+        for loss_name in loss_names:
             for seed in args.seeds:
-                row = study.run(variant, list(variant_args), loss_name, losses, seed)
+                row = study.run(variant, variant_args, loss_name, config["losses"][loss_name], seed)
                 results.setdefault(variant, {}).setdefault(loss_name, []).append(row)
     if study.reference is not None:
         noise = [f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in study.reference["frames"]]
@@ -205,7 +206,7 @@ def main() -> None:
               "(a perfect model's Hessian error would be about that)")
     for variant, table in results.items():
         if variant:
-            print(f"\n===== {variant}: {' '.join(config['variants'][variant]) or '(no extra fit options)'}")
+            print(f"\n===== {variant}: {' '.join(variant_runs(config)[variant][0]) or '(no extra fit options)'}")
         failed = [(name, r["seed"], r["failed"]) for name, rows in table.items() for r in rows if "failed" in r]
         for name, seed, why in failed:
             print(f"  failed: {name} seed {seed}: {why}")
@@ -221,6 +222,21 @@ def main() -> None:
         print_learning_curve(results, out / "learning_curve.png")
     (out / "summary.json").write_text(json.dumps({"results": results, "seconds": study.times}, indent=2) + "\n")
     print(f"\nwall times (s): {study.times}; per run in {out / 'summary.json'}")
+
+
+def variant_runs(config: dict) -> dict[str, tuple[list[str], list[str]]]:
+    """variant → (its extra fit options, the loss sets it runs). A variant is a list of options (every
+    loss set runs) or ``{args: [...], losses: [names]}``; no ``variants``: one unnamed variant."""
+    every = list(config["losses"])
+    runs = {}
+    for name, spec in (config.get("variants") or {"": []}).items():
+        args, losses = (spec.get("args", []), spec.get("losses", every)) if isinstance(spec, dict) else (spec, every)
+        unknown = [loss for loss in losses if loss not in config["losses"]]
+        if unknown or not isinstance(args, list):
+            raise SystemExit(f"variant {name!r}: " + (f"loss sets {unknown} are not in losses: (allowed: {every})"
+                                                        if unknown else "args must be a list of fit options"))
+        runs[name] = ([str(a) for a in args], list(losses))
+    return runs
 
 
 class Study:
@@ -451,7 +467,7 @@ def print_learning_curve(results: dict[str, dict[str, list[dict]]], png: Path) -
     """Every measure by variant (rows) and loss set (columns), mean [95 % t-interval over seeds]; the
     paired difference of every loss set against the first per variant; and the same as a figure."""
     points = curve_points(results)
-    names = list(next(iter(results.values())))
+    names = list(dict.fromkeys(name for table in results.values() for name in table))  # a variant may run a subset
     for measure, by_loss in points.items():
         print(f"\nLearning curve: {measure}, mean [95 % t-interval over seeds]")
         print(f"{'variant':<22} " + " ".join(f"{n:>28}" for n in by_loss))

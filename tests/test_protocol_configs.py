@@ -34,3 +34,28 @@ def test_protocol_config_names_files_that_parse(name, capsys, monkeypatch):
         assert printed["trainer"]["strategy"] == "ddp" and str(printed["trainer"]["devices"]) == "4"
         assert evaluate.reference == f"data/{name}-reference" and (ROOT / f"configs/prepare/{name}-reference.yaml").is_file()
         assert printed["data"]["build"] == f"configs/prepare/{name}.yaml"
+
+
+@pytest.mark.parametrize("name", ["ala2-learning", "ala4-learning"])
+def test_learning_curve_variants_parse_with_the_fit_config(name, capsys, monkeypatch):
+    """Every variant's fit options (training frames, priors) parse together with the comparison's fit config,
+    and every loss set a variant names is one of the comparison's."""
+    import sys
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from compare_losses import variant_runs
+
+    compare = yaml.safe_load((ROOT / "configs/compare" / f"{name}.yaml").read_text())
+    runs = variant_runs(compare)
+    assert {loss for _, losses in runs.values() for loss in losses} == set(compare["losses"])
+    for variant, (args, _) in runs.items():
+        frames, _, group = variant.partition("-")
+        assert main(["fit", "--config", compare["fit"], *args, "--print_config"]) == 0, variant
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["data"]["train_frames"] == int(frames)
+        assert (printed["model"]["priors"]["bonds"] is None) == (group == "repulsion"), variant
+    compare["variants"]["250-full"] = {"args": [], "losses": ["force", "hvp"]}
+    with pytest.raises(SystemExit, match="'250-full'.*\\['hvp'\\]"):
+        variant_runs(compare)
+    sys.modules.pop("compare_losses", None)
