@@ -35,6 +35,7 @@ from cglight.evaluate import plots
 from cglight.evaluate.bootstrap import BLOCK_TAUS, block_bootstrap, block_length
 from cglight.evaluate.config import EvaluateConfig
 from cglight.evaluate.divergence import js_samples, kl_samples, shared_edges
+from cglight.evaluate.bonded import bonded_divergences, bonded_text
 from cglight.evaluate.floor import finite_sample_floor
 from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
 from cglight.evaluate.tica import SlowCoordinates
@@ -168,6 +169,9 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     interval = bootstrap_interval(p.boot, config)
     metrics = slow_mode_metrics(name, p, config, interval, energy, out)
     geometry_picture(out / "geometry.png", info, ref, mod)
+    if info.bonds:
+        metrics["bonded"] = bonded_divergences(info.n_beads, info.bonds, info.bead_names, ref, mod, config.bins_1d,
+                                               config.floor_draws, config.level, config.seed)
     phi_psi = phi_psi_metric(name, info, ref, mod, config.bins_2d, interval, energy, out / "phi_psi.png")
     if phi_psi is not None:
         metrics["kl_phi_psi"] = phi_psi
@@ -295,6 +299,8 @@ def _report(metrics: dict, config: EvaluateConfig) -> str:
     for name, m in metrics["systems"].items():
         lines.append(f"## {name}\n")
         lines += [f"**{w}**\n" for w in m["warnings"]]
+        if m.get("bonded"):
+            lines.append(f"Bonded geometry, Jensen–Shannon divergence per coordinate next to its floor: {bonded_text(m['bonded'])}.\n")
         if m["transitions_tic1"]["reference"] < 4:
             lines.append(f"**The reference crosses the slow mode only {m['transitions_tic1']['reference']} times: its TIC1 "
                          "distribution is not converged and the KL along it is not meaningful.**\n")
@@ -381,6 +387,8 @@ def evaluate(config: EvaluateConfig) -> Path:
     atomic_write(out / "report.md", _report(metrics, config))
     for name in names:  # the summary: the headline of every system, what was written where, what to read next
         log.info("%s: KL(ref‖model) along TIC1, nats: %s", name, headline(metrics["systems"][name]["kl_tic1"], config.level))
+        if metrics["systems"][name].get("bonded"):
+            log.info("%s: bonded geometry, %s", name, bonded_text(metrics["systems"][name]["bonded"]))
     pictures = "; ".join(f"{out / n}/{{{', '.join(p for p in PLOTS if (out / n / p).is_file())}}}" for n in names)
     log.info("wrote %s and %s (every divergence with its interval and floor, warnings), pictures %s",
              out / "metrics.json", out / "report.md", pictures)
