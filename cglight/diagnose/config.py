@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cglight.errors import ConfigError
 
+SPLITS = ("train", "test")
 THRESHOLD = 3.0
 """Standard errors between a target's mean and the model beyond which a term carries information."""
 
@@ -25,13 +26,18 @@ class DiagnoseConfig:
     systems: list[str] = field(default_factory=list)
     """Systems to read; empty: all of them."""
     frames: int = 256
-    """Training frames per system, evenly spaced over the training split (>= 2)."""
+    """Frames per system, evenly spaced over the chosen split (>= 2)."""
+    split: str = "train"
+    """Which frames: ``train`` (what the model learned from: does a Hessian term have anything left to teach?)
+    or ``test`` (held-out frames, the held-out systems' included: how far is the model from the targets there?)."""
     gradient_frames: int = 32
     """Of those, frames for the per-term gradient norms (0: skip)."""
     val_fraction: float = 0.1
     """The validation fraction of ``cglight fit`` (the training split is the first 1 − val − test)."""
     test_fraction: float = 0.1
     """The test fraction of ``cglight fit``."""
+    holdout_systems: list[str] = field(default_factory=list)
+    """The ``data.holdout_systems`` of ``cglight fit``: all their frames are test frames."""
     threshold: float = THRESHOLD
     """Standard errors between a target's mean and the model beyond which a term carries information."""
     seed: int = 0
@@ -46,6 +52,8 @@ class DiagnoseConfig:
             raise ConfigError(f"diagnose: 'checkpoint' must be a .ckpt written by cglight fit, got {self.checkpoint!r}")
         if not self.data:
             raise ConfigError("diagnose: 'data' is required (a dataset directory with full projected Hessians)")
+        if self.split not in SPLITS:
+            raise ConfigError(f"diagnose: 'split' must be one of {SPLITS}, got {self.split!r}")
         if self.frames < 2:
             raise ConfigError(f"diagnose: 'frames' must be >= 2, got {self.frames}")
         if not 0 <= self.gradient_frames <= self.frames:

@@ -1,7 +1,8 @@
 """``cglight diagnose``: can the Hessian terms teach this model anything its forces do not?
 
-For every system of a dataset (full projected Hessians needed), on ``frames`` training frames
-spread evenly over its training split (the split ``cglight fit`` uses with the same fractions):
+For every system of a dataset (full projected Hessians needed), on ``frames`` frames spread evenly
+over one split (``split``: the training frames by default, or the held-out test frames; the split
+``cglight fit`` makes with the same fractions and held-out systems):
 
 1. **Curvature by subspace** (:mod:`cglight.diagnose.information`): the model's Hessian (float64,
    by double back-propagation) against the mean of each target — ``hvp``, ``hvp_cov`` with the
@@ -37,13 +38,14 @@ from cglight.units import beta as beta_of
 log = logging.getLogger(__name__)
 
 
-def _training_frames(dataset: ShardDataset, config: DiagnoseConfig) -> dict[str, tuple[np.ndarray, list[slice]]]:
-    """Per system: global indices of ``frames`` evenly spaced training frames, and the slices of them
-    that are contiguous in time (one per training segment)."""
-    splits = split_dataset(dataset.manifest, config.val_fraction, config.test_fraction, where=str(dataset.root))
+def _split_frames(dataset: ShardDataset, config: DiagnoseConfig) -> dict[str, tuple[np.ndarray, list[slice]]]:
+    """Per system: global indices of ``frames`` evenly spaced frames of ``config.split``, and the slices
+    of them that are contiguous in time (one per segment of the split)."""
+    splits = split_dataset(dataset.manifest, config.val_fraction, config.test_fraction, config.holdout_systems,
+                           where=str(dataset.root))
     out = {}
     for s, name in enumerate(dataset.system_names):
-        segments = [seg for seg in splits.train if seg.system == s]
+        segments = [seg for seg in getattr(splits, config.split) if seg.system == s]
         if not segments:
             continue
         pool = np.concatenate([np.arange(seg.start, seg.stop) + dataset.offsets[seg.shard] for seg in segments])
@@ -104,7 +106,11 @@ def diagnose(config: DiagnoseConfig) -> dict:
                               "the full projected Hessian of every frame (prepare with 'hessian: full')")
     model = _load(config)
     torch.manual_seed(config.seed)
-    picks = _training_frames(dataset, config)
+    picks = _split_frames(dataset, config)
+    absent = [n for n in names if n not in picks]
+    if absent:
+        raise ConfigError(f"diagnose: systems {absent} have no {config.split} frames in {config.data} (val_fraction "
+                          f"{config.val_fraction}, test_fraction {config.test_fraction}, holdout_systems {config.holdout_systems})")
     report: dict = {"checkpoint": str(config.checkpoint), "data": str(config.data), "systems": {}}
     for name in names:
         info = dataset.manifest.systems[name]
@@ -115,7 +121,7 @@ def diagnose(config: DiagnoseConfig) -> dict:
         hessians = model.core.hessian(pos, types).numpy()
         readings = information(pos.numpy(), batch[keys.FORCES].numpy(), batch[keys.HESSIAN].numpy(), model_forces, hessians,
                                info.bonds, beta_of(info.temperature), pieces, config.threshold)
-        entry = {"frames": len(index), "readings": as_dict(readings), "verdict": verdict(readings, config.threshold)}
+        entry = {"frames": len(index), "split": config.split, "readings": as_dict(readings), "verdict": verdict(readings, config.threshold)}
         if config.gradient_frames:
             sub = np.linspace(0, len(index) - 1, config.gradient_frames).round().astype(int)
             entry["gradients"] = _gradients(model, {k: v[sub] for k, v in batch.items()})
@@ -130,7 +136,7 @@ def diagnose(config: DiagnoseConfig) -> dict:
 
 
 def _print(name: str, entry: dict) -> None:
-    print(f"\n{name}: {entry['frames']} training frames; block traces (kcal/mol/Å²): model | target mean ± stderr | z | "
+    print(f"\n{name}: {entry['frames']} {'training' if entry['split'] == 'train' else 'held-out'} frames; block traces (kcal/mol/Å²): model | target mean ± stderr | z | "
           "per-frame SNR²")
     for target, blocks in entry["readings"].items():
         for block, r in blocks.items():

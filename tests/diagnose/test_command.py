@@ -43,11 +43,11 @@ def test_diagnose_reads_the_model_curvature_by_subspace(tiny_dataset, checkpoint
     # oracle: the model's stiff + soft + rigid traces add up to the trace of its Hessian, taken here
     # by float64 autograd of the energy at the same frames
     from cglight.data.dataset import ShardDataset
-    from cglight.diagnose.run import DiagnoseConfig, _training_frames
+    from cglight.diagnose.run import DiagnoseConfig, _split_frames
     from cglight.training.potential import CGPotential
 
     dataset = ShardDataset(tiny_dataset)
-    index, _ = _training_frames(dataset, DiagnoseConfig(frames=12))["ala2"]
+    index, _ = _split_frames(dataset, DiagnoseConfig(frames=12))["ala2"]
     model = CGPotential.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).double()
     batch = dataset[index.tolist()]
     types = batch["bead_types"][0]
@@ -63,5 +63,26 @@ def test_diagnose_refuses_what_it_cannot_read(tiny_dataset, checkpoint, tmp_path
     assert main(["diagnose", "--checkpoint", str(tmp_path / "none.ckpt"), "--data", str(tiny_dataset)]) == 2
     assert main(["diagnose", "--checkpoint", str(checkpoint), "--data", str(tiny_dataset), "--systems", "[nope]"]) == 2
     assert main(["diagnose", "--checkpoint", str(checkpoint), "--data", str(tiny_dataset), "--frames", "1"]) == 2
+    assert main(["diagnose", "--checkpoint", str(checkpoint), "--data", str(tiny_dataset), "--split", "val"]) == 2
+    assert main(["diagnose", "--checkpoint", str(checkpoint), "--data", str(tiny_dataset), "--split", "test",
+                 "--test_fraction", "0"]) == 2
     err = capsys.readouterr().err
-    assert "nope" in err and "'frames' must be >= 2" in err
+    assert "nope" in err and "'frames' must be >= 2" in err and "'split' must be one of ('train', 'test'), got 'val'" in err
+    assert "systems ['ala2'] have no test frames" in err
+
+
+def test_held_out_frames_are_the_test_split_and_none_of_the_training_frames(tiny_dataset, checkpoint, tmp_path, capsys):
+    from cglight.data.dataset import ShardDataset
+    from cglight.data.splits import split_dataset
+    from cglight.diagnose.run import DiagnoseConfig, _split_frames
+
+    dataset = ShardDataset(tiny_dataset)
+    splits = split_dataset(dataset.manifest, 0.1, 0.1)
+    test = {int(dataset.offsets[g.shard] + i) for g in splits.test for i in range(g.start, g.stop)}
+    train = {int(dataset.offsets[g.shard] + i) for g in splits.train for i in range(g.start, g.stop)}
+    held, _ = _split_frames(dataset, DiagnoseConfig(frames=8, split="test"))["ala2"]
+    assert len(held) == min(8, len(test)) and set(held.tolist()) <= test and not set(held.tolist()) & train
+    out = tmp_path / "held.json"
+    assert main(["diagnose", "--checkpoint", str(checkpoint), "--data", str(tiny_dataset), "--frames", "8", "--split", "test",
+                 "--gradient_frames", "0", "--out", str(out)]) == 0
+    assert "held-out frames" in capsys.readouterr().out and json.loads(out.read_text())["systems"]["ala2"]["split"] == "test"
