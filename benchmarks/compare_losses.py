@@ -10,7 +10,9 @@ each trained model's Hessian error there (next to the reference's own noise),
 and prints: per loss set the plug-in divergences (KL and JS along TIC1, 2-D KL, (φ, ψ) KL where
 defined; mean with a t-interval over seeds) next to their finite-sample floors, every seed's
 bootstrap interval, the paired differences against the first loss set (same seed, same reference),
-the PMF-Hessian error by subspace (whole, stiff, soft), and ``cglight diagnose``'s reading of each
+the PMF-Hessian error by subspace (whole, stiff, soft), the bonded geometry (bond and angle JS
+divergences next to their floors), the curvature against the ``hvp_cov`` target's mean on held-out
+frames (``cglight diagnose --split test``, every run: ``<run>/diagnose_test.json``), and ``cglight diagnose``'s reading of each
 loss set's first-seed model (``<run>/diagnose.json``; ``diagnose: false`` in the config skips it). Wall times of every stage are printed and saved in ``OUT/summary.json`` (and per run in
 ``OUT/<run>/seconds.json``). A stage already done (its wall time in ``seconds.json``) is not run
 again: delete a run's ``eval/metrics.json`` (or ``eval/``) to evaluate it again (into the same ``eval/``, with
@@ -284,6 +286,9 @@ class Study:
             row["held_out"] = self._held_out(run_dir, ckpt, model_args, timing)
             seconds.write_text(json.dumps(timing))
         self._diagnose(run_dir, tag, ckpt, seed, timing)
+        held_out_curvature = self._held_out_curvature(run_dir, ckpt, timing)
+        if held_out_curvature:
+            row["held_out_curvature"] = held_out_curvature
         seconds.write_text(json.dumps(timing))
         row["seconds"] = timing
         if row["systems"]:
@@ -344,11 +349,31 @@ class Study:
                     print(f"  diagnose {tag} {system}: {line}")
 
 
+    def _held_out_curvature(self, run_dir: Path, ckpt: Path, timing: dict) -> dict:
+        """``cglight diagnose --split test``: per judged system and subspace the model's curvature against the
+        held-out mean of the ``hvp_cov`` (centered) target, ``{model, target, stderr, z, relative_gap}``."""
+        if not self.config.get("diagnose", True):
+            return {}
+        path = run_dir / "diagnose_test.json"
+        if not path.is_file():
+            data = (yaml.safe_load(Path(self.config["fit"]).read_text()) or {}).get("data", {})
+            holdout = list(data.get("holdout_systems") or [])
+            timing["diagnose_test"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(self.data), "--split", "test",
+                                           "--holdout_systems", json.dumps(holdout), "--systems", json.dumps(holdout),
+                                           "--gradient_frames", "0", "--val_fraction", str(data.get("val_fraction", 0.1)),
+                                           "--test_fraction", str(data.get("test_fraction", 0.1)), "--out", str(path)],
+                                          run_dir / "diagnose_test.log")
+        return {system: entry["readings"]["hvp_cov/centered"]
+                for system, entry in json.loads(path.read_text())["systems"].items()}
+
+
 def system_row(row: dict, system: str) -> dict:
     """One run's metrics of ``system`` (with the PMF-Hessian errors, which are of the dataset's first system)."""
     metrics = dict(row["systems"][system], seed=row["seed"])
     if "pmf_hessian" in row and system == next(iter(row["systems"])):
         metrics["pmf_hessian"] = row["pmf_hessian"]
+    if system in row.get("held_out_curvature", {}):
+        metrics["held_out_curvature"] = row["held_out_curvature"][system]
     return metrics
 
 
@@ -407,6 +432,40 @@ def print_tables(results: dict[str, list[dict]]) -> None:
             ref_trace = f"{ref['reference_soft_trace']:.1f}" + (f" ± {ref['reference_soft_trace_stderr']:.1f}"
                                                               if "reference_soft_trace_stderr" in ref else "")
             print(f"  {name:<14} {cells}; soft trace {np.mean([x['soft_trace'] for x in h]):.1f} vs {ref_trace}")
+    print_bonded(results)
+    print_held_out_curvature(results)
+
+
+def print_bonded(results: dict[str, list[dict]]) -> None:
+    """Bond lengths and angles: the mean JS divergence over the coordinates of a kind, mean [95 % t] over seeds,
+    next to the mean floor, and how many coordinates lie above their floor's range (per seed)."""
+    if not all("bonded" in r for rows in results.values() for r in rows):
+        return
+    print("\nBonded geometry: JS divergence, mean over coordinates, then mean [95 % t-interval over seeds]; floor: mean of "
+          "the floors' medians; above: coordinates above their floor's range, per seed")
+    for name, rows in results.items():
+        cells = []
+        for kind in ("bonds", "angles"):
+            if all(kind in r["bonded"] for r in rows):
+                b = [r["bonded"][kind] for r in rows]
+                cells.append(f"{kind} {mean_interval([x['js_mean'] for x in b])} (floor {np.mean([x['floor_mean'] for x in b]):.3f}; "
+                             f"above {'/'.join(str(x['above_floor']) for x in b)} of {b[0]['count']})")
+        print(f"  {name:<14} " + "; ".join(cells))
+
+
+def print_held_out_curvature(results: dict[str, list[dict]]) -> None:
+    """The model's curvature against the ``hvp_cov`` (centered) target's mean on held-out frames, by subspace."""
+    if not all("held_out_curvature" in r for rows in results.values() for r in rows):
+        return
+    print("\nHeld-out curvature (cglight diagnose --split test): block trace, model vs the hvp_cov (centered) target's "
+          "held-out mean ± stderr (kcal/mol/Å²), mean over seeds; relative gap |model − target| / |target|")
+    for name, rows in results.items():
+        cells = []
+        for block in ("stiff", "soft"):
+            h = [r["held_out_curvature"][block] for r in rows]
+            cells.append(f"{block} {np.mean([x['model']for x in h]):.4g} vs {np.mean([x['target'] for x in h]):.4g} ± "
+                         f"{np.mean([x['stderr'] for x in h]):.2g} (z {np.mean([x['z'] for x in h]):+.1f}, gap {mean_interval([x['relative_gap'] for x in h])})")
+        print(f"  {name:<14} " + "; ".join(cells))
 
 
 
@@ -448,7 +507,10 @@ def curve_points(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[st
     points: dict[str, dict[str, list[tuple[str, dict[int, float]]]]] = {}
     measures = {"KL TIC1 (plug-in)": lambda r: next(iter(r["systems"].values()))["kl_tic1"]["plugin"],
                 "held-out force error": lambda r: r["held_out"]["test/force"],
-                "soft-block Hessian error": lambda r: r["pmf_hessian"]["soft"]}
+                "soft-block Hessian error": lambda r: r["pmf_hessian"]["soft"],
+                "stiff-block gap to held-out hvp_cov target": lambda r: next(iter(r["held_out_curvature"].values()))["stiff"]["relative_gap"],
+                "bond JS (mean over bonds)": lambda r: next(iter(r["systems"].values()))["bonded"]["bonds"]["js_mean"],
+                "angle JS (mean over angles)": lambda r: next(iter(r["systems"].values()))["bonded"]["angles"]["js_mean"]}
     for measure, get in measures.items():
         for variant, table in results.items():
             for name, rows in table.items():
