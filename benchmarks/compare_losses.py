@@ -59,6 +59,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
+from comparison_report import T_975, markdown, mean_interval, stage_seconds  # noqa: E402
+
 
 class StageFailed(Exception):
     """A model's simulation or evaluation failed (for example every replica blew up): a result of the
@@ -223,6 +226,8 @@ def main() -> None:
     if len(results) > 1:
         print_learning_curve(results, out / "learning_curve.png")
     (out / "summary.json").write_text(json.dumps({"results": results, "seconds": study.times}, indent=2) + "\n")
+    (out / "tables.md").write_text(markdown(results, {v: a for v, (a, _) in variant_runs(config).items()}, stage_seconds(results)))
+    print(f"Markdown tables: {out / 'tables.md'}")
     print(f"\nwall times (s): {study.times}; per run in {out / 'summary.json'}")
 
 
@@ -378,19 +383,6 @@ def system_row(row: dict, system: str) -> dict:
 
 
 DIVERGENCES = {"kl_tic1": "KL TIC1", "js_tic1": "JS TIC1", "kl_tic12": "KL TIC1/2", "kl_phi_psi": "KL (φ,ψ)"}
-T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
-"""Student's t quantile (97.5 %) by degrees of freedom: the 95 % interval of a mean over a few seeds."""
-
-
-def mean_interval(values: list[float]) -> str:
-    """``mean [95 % t-interval over the values]`` (the values: one per seed)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return f"{v.mean():.3f}"
-    half = T_975.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v))
-    return f"{v.mean():.3f} [{v.mean() - half:.3f}, {v.mean() + half:.3f}]"
-
-
 def print_tables(results: dict[str, list[dict]]) -> None:
     """Plug-in divergences next to their finite-sample floors; paired differences against the first
     loss set (the same seed, the same reference); the PMF-Hessian error by subspace."""
