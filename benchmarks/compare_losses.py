@@ -330,11 +330,13 @@ class Study:
         return self.bead_types, self.bonds
 
     def _held_out(self, run_dir: Path, ckpt: Path, model_args: list[str], timing: dict) -> dict[str, float]:
-        """``cglight test`` of the model: its losses on the test split (held-out frames, or held-out systems
-        with ``data.holdout_systems``), normalised and raw, from the CSV log."""
+        """``cglight test`` of the model: its losses on the test split, normalised and raw, from the CSV log.
+        The test split is the held-out frames of every system or, with ``data.holdout_systems``, the held-out
+        systems only (``--data.test_fraction 0``: the molecules never seen, not the trained ones' later frames)."""
         found = sorted((run_dir / "test").glob("cglight/version_*/metrics.csv"))
         if not found:
-            timing["test"] = run(["test", "--config", self.config["fit"], *model_args, "--ckpt_path", str(ckpt),
+            only_held_out = ["--data.test_fraction", "0"] if self._fit_data().get("holdout_systems") else []
+            timing["test"] = run(["test", "--config", self.config["fit"], *model_args, *only_held_out, "--ckpt_path", str(ckpt),
                                   "--trainer.default_root_dir", str(run_dir / "test"),
                                   "--trainer.logger.init_args.save_dir", str(run_dir / "test")], run_dir / "test.log")
             found = sorted((run_dir / "test").glob("cglight/version_*/metrics.csv"))
@@ -354,6 +356,10 @@ class Study:
                     print(f"  diagnose {tag} {system}: {line}")
 
 
+    def _fit_data(self) -> dict:
+        """The ``data`` section of the base fit config."""
+        return (yaml.safe_load(Path(self.config["fit"]).read_text()) or {}).get("data", {})
+
     def _held_out_curvature(self, run_dir: Path, ckpt: Path, timing: dict) -> dict:
         """``cglight diagnose --split test``: per judged system and subspace the model's curvature against the
         held-out mean of the ``hvp_cov`` (centered) target, ``{model, target, stderr, z, relative_gap}``."""
@@ -361,7 +367,7 @@ class Study:
             return {}
         path = run_dir / "diagnose_test.json"
         if not path.is_file():
-            data = (yaml.safe_load(Path(self.config["fit"]).read_text()) or {}).get("data", {})
+            data = self._fit_data()
             holdout = list(data.get("holdout_systems") or [])
             timing["diagnose_test"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(self.data), "--split", "test",
                                            "--holdout_systems", json.dumps(holdout), "--systems", json.dumps(holdout),
