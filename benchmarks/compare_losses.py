@@ -505,6 +505,7 @@ def curve_points(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[st
     points: dict[str, dict[str, list[tuple[str, dict[int, float]]]]] = {}
     measures = {"KL TIC1 (plug-in)": lambda r: next(iter(r["systems"].values()))["kl_tic1"]["plugin"],
                 "held-out force error": lambda r: r["held_out"]["test/force"],
+                "stiff-block Hessian error": lambda r: r["pmf_hessian"]["stiff"],
                 "soft-block Hessian error": lambda r: r["pmf_hessian"]["soft"],
                 "stiff-block gap to held-out hvp_cov target": lambda r: next(iter(r["held_out_curvature"].values()))["stiff"]["relative_gap"],
                 "bond JS (mean over bonds)": lambda r: next(iter(r["systems"].values()))["bonded"]["bonds"]["js_mean"],
@@ -561,32 +562,37 @@ def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
     on_curve = all(_frames_and_group(v) for v in variants)
     groups = list(dict.fromkeys(_frames_and_group(v)[1] for v in variants)) if on_curve else [""]
     styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), squeeze=False)
-    for ax, (measure, by_loss) in zip(axes[0], points.items()):
+    columns = min(3, len(points))
+    rows = -(-len(points) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(points):]:
+        ax.set_visible(False)
+    for ax, (measure, by_loss) in zip(axes.flat, points.items()):
         for colour, (name, series) in enumerate(by_loss.items()):
             for g, group in enumerate(groups):
                 chosen = [(var, v) for var, v in series if not on_curve or _frames_and_group(var)[1] == group]
                 if not chosen:
                     continue
                 values = [list(v.values()) for _, v in chosen]
-                x = ([_frames_and_group(var)[0] * (1 + 0.04 * (colour - (len(by_loss) - 1) / 2)) for var, _ in chosen] if on_curve
-                     else [variants.index(var) + 0.08 * (colour - (len(by_loss) - 1) / 2) for var, _ in chosen])
+                x = ([_frames_and_group(var)[0] * (1 + 0.06 * (colour - (len(by_loss) - 1) / 2) + 0.02 * g) for var, _ in chosen]
+                     if on_curve else [variants.index(var) + 0.08 * (colour - (len(by_loss) - 1) / 2) for var, _ in chosen])
                 mean = [float(np.mean(v)) for v in values]
-                half = [T_975.get(len(v) - 1, 1.96) * float(np.std(v, ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-                        for v in values]
-                ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, color=f"C{colour}",
-                            linestyle=styles[g % len(styles)] if on_curve else "none",
-                            label=f"{name}, {group} priors" if on_curve and len(groups) > 1 else name)
+                ax.plot(x, mean, marker="o", color=f"C{colour}", linestyle=styles[g % len(styles)] if on_curve else "none",
+                        label=f"{name}, {group} priors" if on_curve and len(groups) > 1 else name)
+                for xi, v in zip(x, values):  # every seed, so that one failed model does not hide behind a mean
+                    ax.plot([xi] * len(v), v, linestyle="none", marker="x" if g else ".", color=f"C{colour}", alpha=0.6)
         if on_curve:
             ax.set_xscale("log")
             ax.set_xlabel("training frames")
         else:
             ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
-        ax.set_title(measure)
-        ax.set_ylabel(f"{measure} (dimensionless)")
+        if measure.startswith("KL"):
+            ax.set_yscale("log")
+        ax.set_title(measure, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("mean over seeds with 95 % t-intervals (runs whose simulation failed are left out: see the tables)")
+    fig.suptitle("mean over seeds (line) and every seed (dots; crosses for the second priors group); "
+                 "runs whose simulation failed are left out: see the tables", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
