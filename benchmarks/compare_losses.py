@@ -60,7 +60,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from comparison_report import T_975, markdown, mean_interval, stage_seconds  # noqa: E402
+from comparison_report import markdown, mean_interval, stage_seconds  # noqa: E402
 
 
 class StageFailed(Exception):
