@@ -348,13 +348,22 @@ class Study:
 
     def _diagnose(self, run_dir: Path, tag: str, ckpt: Path, seed: int, timing: dict) -> None:
         if self.config.get("diagnose", True) and seed == self.seeds[0] and not (run_dir / "diagnose.json").is_file():
+            data = self._fit_data()
+            holdout = list(data.get("holdout_systems") or [])
+            trained = []  # held-out systems have no training frames: the trained ones only
+            if holdout:
+                from cglight.data.manifest import read_manifest
+
+                trained = [s for s in read_manifest(self.data).systems if s not in holdout]
             timing["diagnose"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(self.data),
+                                      "--holdout_systems", json.dumps(holdout), "--systems", json.dumps(trained),
+                                      "--val_fraction", str(data.get("val_fraction", 0.1)),
+                                      "--test_fraction", str(data.get("test_fraction", 0.1)),
                                       "--out", str(run_dir / "diagnose.json")], run_dir / "diagnose.log")
         if (run_dir / "diagnose.json").is_file():
             for system, entry in json.loads((run_dir / "diagnose.json").read_text())["systems"].items():
                 for line in entry["verdict"]:
                     print(f"  diagnose {tag} {system}: {line}")
-
 
     def _fit_data(self) -> dict:
         """The ``data`` section of the base fit config."""
