@@ -44,12 +44,19 @@ def bonded_coordinates(n_beads: int, bonds: Sequence[Sequence[int]], bead_names:
 def bonded_divergences(n_beads: int, bonds: Sequence[Sequence[int]], bead_names: Sequence[str],
                        reference: Sequence[np.ndarray], model: Sequence[np.ndarray], bins: int = 50,
                        floor_draws: int = 100, level: float = 0.95, seed: int = 0) -> dict:
-    """Per coordinate ``{kind, name, js, floor, reference_mean, reference_std, model_mean, model_std}``
-    and per kind (``bonds``, ``angles``) a summary: ``js_mean``, ``floor_mean`` (mean floor median),
-    ``above_floor`` (how many lie above their floor's range), ``count`` and the ``worst`` coordinate.
-    ``reference``/``model``: trajectories ``[F, n, 3]`` (Å). ``floor_draws`` 0: no floors."""
+    """:func:`coordinate_divergences` of the bonded coordinates of two ensembles of trajectories
+    ``[F, n, 3]`` (Å)."""
     names, ref = bonded_coordinates(n_beads, bonds, bead_names, reference)
     _, mod = bonded_coordinates(n_beads, bonds, bead_names, model)
+    return coordinate_divergences(names, ref, mod, bins, floor_draws, level, seed)
+
+
+def coordinate_divergences(names: Sequence[tuple[str, str]], ref: Sequence[np.ndarray], mod: Sequence[np.ndarray],
+                           bins: int = 50, floor_draws: int = 100, level: float = 0.95, seed: int = 0) -> dict:
+    """For coordinates as :func:`bonded_coordinates` gives them (``names``; per trajectory ``[F, C]``): per
+    coordinate ``{kind, name, js, floor, reference_mean, reference_std, model_mean, model_std}`` and per kind
+    (``bonds``, ``angles``) a summary: ``js_mean``, ``floor_mean`` (mean floor median), ``above_floor`` (how
+    many lie above their floor's range), ``count`` and the ``worst`` coordinate. ``floor_draws`` 0: no floors."""
     whole_ref, whole_mod = np.concatenate(ref), np.concatenate(mod)
     lengths = [len(t) for t in mod]
     coordinates = []

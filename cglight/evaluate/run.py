@@ -35,9 +35,9 @@ from cglight.evaluate import plots
 from cglight.evaluate.bootstrap import BLOCK_TAUS, block_bootstrap, block_length
 from cglight.evaluate.config import EvaluateConfig
 from cglight.evaluate.divergence import js_samples, kl_samples, shared_edges
-from cglight.evaluate.bonded import bonded_divergences, bonded_text
+from cglight.evaluate.bonded import bonded_coordinates, bonded_text, coordinate_divergences
 from cglight.evaluate.floor import finite_sample_floor
-from cglight.evaluate.geometry import angles, bond_lengths, chain_angles, dihedrals, phi_psi_beads
+from cglight.evaluate.geometry import dihedrals, phi_psi_beads
 from cglight.evaluate.tica import SlowCoordinates
 from cglight.evaluate.transitions import core_bounds, count_transitions
 from cglight.simulate.output import SimulationOutput
@@ -168,10 +168,12 @@ def evaluate_system(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray
     energy = kt(info.temperature)
     interval = bootstrap_interval(p.boot, config)
     metrics = slow_mode_metrics(name, p, config, interval, energy, out)
-    geometry_picture(out / "geometry.png", info, ref, mod)
-    if info.bonds:
-        metrics["bonded"] = bonded_divergences(info.n_beads, info.bonds, info.bead_names, ref, mod, config.bins_1d,
-                                               config.floor_draws, config.level, config.seed)
+    names, ref_bonded = bonded_coordinates(info.n_beads, info.bonds, info.bead_names, ref)
+    _, mod_bonded = bonded_coordinates(info.n_beads, info.bonds, info.bead_names, mod)
+    geometry_picture(out / "geometry.png", names, ref_bonded, mod_bonded)
+    if names:
+        metrics["bonded"] = coordinate_divergences(names, ref_bonded, mod_bonded, config.bins_1d, config.floor_draws,
+                                                   config.level, config.seed)
     phi_psi = phi_psi_metric(name, info, ref, mod, config.bins_2d, interval, energy, out / "phi_psi.png")
     if phi_psi is not None:
         metrics["kl_phi_psi"] = phi_psi
@@ -221,24 +223,14 @@ def slow_mode_metrics(name: str, p: Projection, config: EvaluateConfig, interval
     return metrics
 
 
-def geometry_picture(path: Path, info, ref: list[np.ndarray], mod: list[np.ndarray]) -> None:
-    """Bond lengths and chain angles of both ensembles as distributions (``geometry.png``); nothing without either."""
+def geometry_picture(path: Path, names: list[tuple[str, str]], ref: list[np.ndarray], mod: list[np.ndarray]) -> None:
+    """Bond lengths (Å) and chain angles (degrees) of both ensembles as distributions (``geometry.png``), from
+    :func:`~cglight.evaluate.bonded.bonded_coordinates`; nothing without either."""
+    if not names:
+        return
     rp, mp = np.concatenate(ref), np.concatenate(mod)
-    bonds = np.asarray(info.bonds, dtype=np.int64).reshape(-1, 2)
-    triples = chain_angles(info.n_beads, info.bonds)
-    panels = []
-
-    def bead(i: int) -> str:
-        return f"{info.bead_names[i]}{i}"
-
-    if len(bonds):
-        rb, mb = bond_lengths(rp, bonds), bond_lengths(mp, bonds)
-        panels += [(f"bond {bead(i)}-{bead(j)}", "Å", rb[:, k], mb[:, k]) for k, (i, j) in enumerate(bonds)]
-    if len(triples):
-        ra, ma = np.degrees(angles(rp, triples)), np.degrees(angles(mp, triples))
-        panels += [(f"angle {bead(i)}-{bead(j)}-{bead(k)}", "deg", ra[:, a], ma[:, a]) for a, (i, j, k) in enumerate(triples)]
-    if panels:
-        plots.distributions(path, panels)
+    plots.distributions(path, [(f"{kind[:-1]} {name}", "Å" if kind == "bonds" else "deg", rp[:, c], mp[:, c])
+                               for c, (kind, name) in enumerate(names)])
 
 
 def phi_psi_metric(name: str, info, ref: list[np.ndarray], mod: list[np.ndarray], bins: int, interval, energy: float,
