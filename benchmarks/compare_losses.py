@@ -200,7 +200,8 @@ def main() -> None:
     os.environ.setdefault("CGLIGHT_PROGRESS", "0")
     study = Study(config, out, Path(yaml.safe_load(Path(config["simulate"]).read_text())["starts"]), args.seeds)
     results: dict[str, dict[str, list[dict]]] = {}  # variant → loss set → one row per seed
-    for variant, (variant_args, loss_names) in variant_runs(config).items():
+    runs = variant_runs(config)
+    for variant, (variant_args, loss_names) in runs.items():
         for loss_name in loss_names:
             for seed in args.seeds:
                 row = study.run(variant, variant_args, loss_name, config["losses"][loss_name], seed)
@@ -211,7 +212,7 @@ def main() -> None:
               "(a perfect model's Hessian error would be about that)")
     for variant, table in results.items():
         if variant:
-            print(f"\n===== {variant}: {' '.join(variant_runs(config)[variant][0]) or '(no extra fit options)'}")
+            print(f"\n===== {variant}: {' '.join(runs[variant][0]) or '(no extra fit options)'}")
         failed = [(name, r["seed"], r["failed"]) for name, rows in table.items() for r in rows if "failed" in r]
         for name, seed, why in failed:
             print(f"  failed: {name} seed {seed}: {why}")
@@ -226,7 +227,7 @@ def main() -> None:
     if len(results) > 1:
         print_learning_curve(results, out / "learning_curve.png")
     (out / "summary.json").write_text(json.dumps({"results": results, "seconds": study.times}, indent=2) + "\n")
-    (out / "tables.md").write_text(markdown(results, {v: a for v, (a, _) in variant_runs(config).items()}, stage_seconds(results)))
+    (out / "tables.md").write_text(markdown(results, {v: a for v, (a, _) in runs.items()}, stage_seconds(results)))
     print(f"Markdown tables: {out / 'tables.md'}")
     print(f"\nwall times (s): {study.times}; per run in {out / 'summary.json'}")
 
@@ -335,7 +336,7 @@ class Study:
         systems only (``--data.test_fraction 0``: the molecules never seen, not the trained ones' later frames)."""
         found = sorted((run_dir / "test").glob("cglight/version_*/metrics.csv"))
         if not found:
-            only_held_out = ["--data.test_fraction", "0"] if self._fit_data().get("holdout_systems") else []
+            only_held_out = ["--data.test_fraction", "0"] if self._holdout() else []
             timing["test"] = run(["test", "--config", self.config["fit"], *model_args, *only_held_out, "--ckpt_path", str(ckpt),
                                   "--trainer.default_root_dir", str(run_dir / "test"),
                                   "--trainer.logger.init_args.save_dir", str(run_dir / "test")], run_dir / "test.log")
@@ -348,18 +349,14 @@ class Study:
 
     def _diagnose(self, run_dir: Path, tag: str, ckpt: Path, seed: int, timing: dict) -> None:
         if self.config.get("diagnose", True) and seed == self.seeds[0] and not (run_dir / "diagnose.json").is_file():
-            data = self._fit_data()
-            holdout = list(data.get("holdout_systems") or [])
+            holdout = self._holdout()
             trained = []  # held-out systems have no training frames: the trained ones only
             if holdout:
                 from cglight.data.manifest import read_manifest
 
                 trained = [s for s in read_manifest(self.data).systems if s not in holdout]
-            timing["diagnose"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(self.data),
-                                      "--holdout_systems", json.dumps(holdout), "--systems", json.dumps(trained),
-                                      "--val_fraction", str(data.get("val_fraction", 0.1)),
-                                      "--test_fraction", str(data.get("test_fraction", 0.1)),
-                                      "--out", str(run_dir / "diagnose.json")], run_dir / "diagnose.log")
+            timing["diagnose"] = run(["diagnose", *self._diagnose_args(ckpt, trained), "--out", str(run_dir / "diagnose.json")],
+                                     run_dir / "diagnose.log")
         if (run_dir / "diagnose.json").is_file():
             for system, entry in json.loads((run_dir / "diagnose.json").read_text())["systems"].items():
                 for line in entry["verdict"]:
@@ -369,6 +366,17 @@ class Study:
         """The ``data`` section of the base fit config."""
         return (yaml.safe_load(Path(self.config["fit"]).read_text()) or {}).get("data", {})
 
+    def _holdout(self) -> list[str]:
+        """The fit config's ``data.holdout_systems``."""
+        return list(self._fit_data().get("holdout_systems") or [])
+
+    def _diagnose_args(self, ckpt: Path, systems: list[str]) -> list[str]:
+        """``cglight diagnose`` options for ``systems`` of the model at ``ckpt``, its splits cut as the fit cut them."""
+        data = self._fit_data()
+        return ["--checkpoint", str(ckpt), "--data", str(self.data), "--systems", json.dumps(systems),
+                "--holdout_systems", json.dumps(self._holdout()), "--val_fraction", str(data.get("val_fraction", 0.1)),
+                "--test_fraction", str(data.get("test_fraction", 0.1))]
+
     def _held_out_curvature(self, run_dir: Path, ckpt: Path, timing: dict) -> dict:
         """``cglight diagnose --split test``: per judged system and subspace the model's curvature against the
         held-out mean of the ``hvp_cov`` (centered) target, ``{model, target, stderr, z, relative_gap}``."""
@@ -376,13 +384,8 @@ class Study:
             return {}
         path = run_dir / "diagnose_test.json"
         if not path.is_file():
-            data = self._fit_data()
-            holdout = list(data.get("holdout_systems") or [])
-            timing["diagnose_test"] = run(["diagnose", "--checkpoint", str(ckpt), "--data", str(self.data), "--split", "test",
-                                           "--holdout_systems", json.dumps(holdout), "--systems", json.dumps(holdout),
-                                           "--gradient_frames", "0", "--val_fraction", str(data.get("val_fraction", 0.1)),
-                                           "--test_fraction", str(data.get("test_fraction", 0.1)), "--out", str(path)],
-                                          run_dir / "diagnose_test.log")
+            timing["diagnose_test"] = run(["diagnose", *self._diagnose_args(ckpt, self._holdout()), "--split", "test",
+                                           "--gradient_frames", "0", "--out", str(path)], run_dir / "diagnose_test.log")
         return {system: entry["readings"]["hvp_cov/centered"]
                 for system, entry in json.loads(path.read_text())["systems"].items()}
 
