@@ -7,7 +7,7 @@ training seed, this runs ``cglight fit``, ``cglight simulate`` and ``cglight eva
 the real command line, estimates the reference PMF Hessian at a few configurations by
 constrained all-atom sampling (once, cached, after the first fit has built the dataset), measures
 each trained model's Hessian error there (next to the reference's own noise),
-and prints: per loss set the plug-in divergences (KL and JS along TIC1, 2-D KL, (φ, ψ) KL where
+and writes to ``OUT/tables.md`` (and prints) in Markdown: per loss set the plug-in divergences (KL and JS along TIC1, 2-D KL, (φ, ψ) KL where
 defined; mean with a t-interval over seeds) next to their finite-sample floors, every seed's
 bootstrap interval, the paired differences against the first loss set (same seed, same reference),
 the PMF-Hessian error by subspace (whole, stiff, soft), the bonded geometry (bond and angle JS
@@ -60,7 +60,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from comparison_report import markdown, mean_interval, stage_seconds  # noqa: E402
+from comparison_report import markdown, measures, stage_seconds, value_at  # noqa: E402
 
 
 class StageFailed(Exception):
@@ -80,6 +80,49 @@ def run(args: list[str], log: Path, model_result: bool = False) -> float:
             raise StageFailed(f"cglight {args[0]} exited {r.returncode}: {last[:300]} (see {log})")
         sys.exit(f"failed: cglight {' '.join(args)} (see {log})")
     return time.perf_counter() - t
+
+
+class StageClock:
+    """A run's stage wall times (seconds), kept in its ``seconds.json``. A stage that a stopped process had
+    begun (its start is recorded under ``begun``) keeps that attempt's time, from its start to its log's last
+    write, and adds it when the stage is run again: a resumed simulation reports its whole time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds: dict = json.loads(path.read_text()) if path.is_file() else {}
+
+    def __contains__(self, stage: str) -> bool:
+        return stage in self.seconds
+
+    def finished(self) -> dict[str, float]:
+        """Every finished stage's wall time."""
+        return {k: v for k, v in self.seconds.items() if k != "begun"}
+
+    def run(self, stage: str, args: list[str], log: Path, model_result: bool = False) -> None:
+        """``run(args, log, model_result)``, its wall time (with an earlier stopped attempt's) recorded as ``stage``."""
+        begun = self.seconds.setdefault("begun", {})
+        start, earlier = begun.get(stage, (None, 0.0))
+        if start is not None and log.is_file():
+            earlier += max(0.0, log.stat().st_mtime - start)
+        begun[stage] = (time.time(), earlier)
+        self._save()
+        try:
+            elapsed = run(args, log, model_result)
+        except (StageFailed, SystemExit):  # an orderly failure: not an attempt to resume
+            self._end(stage)
+            raise
+        self._end(stage)
+        self.seconds[stage] = earlier + elapsed
+        self._save()
+
+    def _end(self, stage: str) -> None:
+        self.seconds["begun"].pop(stage, None)
+        if not self.seconds["begun"]:
+            del self.seconds["begun"]
+        self._save()
+
+    def _save(self) -> None:
+        self.path.write_text(json.dumps(self.seconds))
 
 
 def pmf_hessians(data: Path, frames: int, samples: int, cache: Path) -> dict:
@@ -206,31 +249,20 @@ def main() -> None:
             for seed in args.seeds:
                 row = study.run(variant, variant_args, loss_name, config["losses"][loss_name], seed)
                 results.setdefault(variant, {}).setdefault(loss_name, []).append(row)
+    notes = []
     if study.reference is not None:
         noise = [f["stderr"] / float(np.linalg.norm(f["hessian"])) for f in study.reference["frames"]]
-        print(f"PMF-Hessian reference: {len(noise)} configurations, standard error {min(noise):.1%}–{max(noise):.1%} of its norm "
-              "(a perfect model's Hessian error would be about that)")
-    for variant, table in results.items():
-        if variant:
-            print(f"\n===== {variant}: {' '.join(runs[variant][0]) or '(no extra fit options)'}")
-        failed = [(name, r["seed"], r["failed"]) for name, rows in table.items() for r in rows if "failed" in r]
-        for name, seed, why in failed:
-            print(f"  failed: {name} seed {seed}: {why}")
-        systems = list(dict.fromkeys(s for rows in table.values() for r in rows for s in r["systems"]))
-        for system in systems:
-            if len(systems) > 1:
-                print(f"\n--- system {system}")
-            print_tables({name: [system_row(r, system) for r in rows if system in r["systems"]] for name, rows in table.items()})
-        if len(systems) > 1:
-            print_pooled(table, systems)
-        print_held_out_force(table)
+        notes.append(f"PMF-Hessian reference: {len(noise)} configurations, standard error {min(noise):.1%}–{max(noise):.1%} of its "
+                     "norm (a perfect model's Hessian error would be about that).")
     if len(results) > 1:
-        print_learning_curve(results, out / "learning_curve.png")
+        plot_learning_curve(curve_points(results), list(results), out / "learning_curve.png")
     (out / "summary.json").write_text(json.dumps({"results": results, "seconds": study.times}, indent=2) + "\n")
-    (out / "tables.md").write_text(markdown(results, {v: a for v, (a, _) in runs.items()}, stage_seconds(results)))
-    print(f"Markdown tables: {out / 'tables.md'}")
-    print(f"\nwall times (s): {study.times}; per run in {out / 'summary.json'}")
-
+    tables = markdown(results, {v: a for v, (a, _) in runs.items()}, stage_seconds(results), notes)
+    (out / "tables.md").write_text(tables)
+    print("\n" + tables)
+    print(f"Markdown tables: {out / 'tables.md'}; learning curve: {out / 'learning_curve.png'}" if len(results) > 1
+          else f"Markdown tables: {out / 'tables.md'}")
+    print(f"wall times (s): {study.times}; per run in {out / 'summary.json'}")
 
 def variant_runs(config: dict) -> dict[str, tuple[list[str], list[str]]]:
     """variant → (its extra fit options, the loss sets it runs). A variant is a list of options (every
@@ -264,16 +296,14 @@ class Study:
         run_dir = (self.out / variant / tag) if variant else self.out / tag
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt = run_dir / "fit/cglight/version_0/checkpoints/last.ckpt"
-        seconds = run_dir / "seconds.json"
-        timing = json.loads(seconds.read_text()) if seconds.is_file() else {}
+        clock = StageClock(run_dir / "seconds.json")
         model_args = [*config.get("fit_args", []), *variant_args, "--model.losses", json.dumps(losses)]
         if variant_args:  # a variant may choose a subset of the training frames: a different one for every seed
             model_args += ["--data.seed", str(seed)]
         if not ckpt.is_file():
-            timing["fit"] = run(["fit", "--config", config["fit"], *model_args, "--seed_everything", str(seed),
-                                 "--trainer.default_root_dir", str(run_dir / "fit"),
-                                 "--trainer.logger.init_args.save_dir", str(run_dir / "fit")], run_dir / "fit.log")
-        seconds.write_text(json.dumps(timing))
+            clock.run("fit", ["fit", "--config", config["fit"], *model_args, "--seed_everything", str(seed),
+                              "--trainer.default_root_dir", str(run_dir / "fit"),
+                              "--trainer.logger.init_args.save_dir", str(run_dir / "fit")], run_dir / "fit.log")
         pmf_cfg = config.get("pmf_hessian")
         if self.reference is None and pmf_cfg:  # the first fit has built the dataset
             self.reference = pmf_hessians(self.data, pmf_cfg.get("frames", 4), pmf_cfg.get("samples", 2000),
@@ -281,7 +311,7 @@ class Study:
             self.times["pmf_hessian"] = self.reference["seconds"]  # of the estimate, cached or not
         row: dict = {"seed": seed, "systems": {}}
         try:
-            self._simulate_and_evaluate(run_dir, ckpt, seed, timing, seconds)
+            self._simulate_and_evaluate(run_dir, ckpt, seed, clock)
             row["systems"] = json.loads((run_dir / "eval/metrics.json").read_text())["systems"]
         except StageFailed as exc:
             row["failed"] = str(exc)
@@ -289,35 +319,31 @@ class Study:
         if self.reference is not None:
             row["pmf_hessian"] = hessian_errors(ckpt, self.reference, *self._first_system())
         if config.get("held_out_force"):
-            row["held_out"] = self._held_out(run_dir, ckpt, model_args, timing)
-            seconds.write_text(json.dumps(timing))
-        self._diagnose(run_dir, tag, ckpt, seed, timing)
-        held_out_curvature = self._held_out_curvature(run_dir, ckpt, timing)
+            row["held_out"] = self._held_out(run_dir, ckpt, model_args, clock)
+        self._diagnose(run_dir, tag, ckpt, seed, clock)
+        held_out_curvature = self._held_out_curvature(run_dir, ckpt, clock)
         if held_out_curvature:
             row["held_out_curvature"] = held_out_curvature
-        seconds.write_text(json.dumps(timing))
-        row["seconds"] = timing
+        row["seconds"] = clock.finished()
         if row["systems"]:
             first = next(iter(row["systems"].values()))
-            print(f"{variant + '/' if variant else ''}{tag}: KL TIC1 plug-in {first['kl_tic1']['plugin']:.3f} {timing}", flush=True)
+            print(f"{variant + '/' if variant else ''}{tag}: KL TIC1 plug-in {first['kl_tic1']['plugin']:.3f} {row['seconds']}", flush=True)
         return row
 
-    def _simulate_and_evaluate(self, run_dir: Path, ckpt: Path, seed: int, timing: dict, seconds: Path) -> None:
+    def _simulate_and_evaluate(self, run_dir: Path, ckpt: Path, seed: int, clock: StageClock) -> None:
         config = self.config
         if (run_dir / "eval/metrics.json").is_file():
             return
         if (run_dir / "failed.txt").is_file():  # a model that failed before fails again: not rerun
             raise StageFailed((run_dir / "failed.txt").read_text().strip())
         try:
-            if "simulate" not in timing or not (run_dir / "sim/simulation.json").is_file():  # not finished yet
-                timing["simulate"] = run(["simulate", "--config", config["simulate"], *config.get("simulate_args", []),
-                                          "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
-                                         run_dir / "simulate.log", model_result=True)
-                seconds.write_text(json.dumps(timing))
-            timing["evaluate"] = run(["evaluate", "--config", config["evaluate"], "--overwrite", "true",
-                                      *config.get("evaluate_args", []), "--simulation", str(run_dir / "sim"),
-                                      "--out", str(run_dir / "eval")], run_dir / "evaluate.log", model_result=True)
-            seconds.write_text(json.dumps(timing))
+            if "simulate" not in clock or not (run_dir / "sim/simulation.json").is_file():  # not finished yet
+                clock.run("simulate", ["simulate", "--config", config["simulate"], *config.get("simulate_args", []),
+                                       "--checkpoint", str(ckpt), "--seed", str(seed), "--out", str(run_dir / "sim")],
+                          run_dir / "simulate.log", model_result=True)
+            clock.run("evaluate", ["evaluate", "--config", config["evaluate"], "--overwrite", "true",
+                                   *config.get("evaluate_args", []), "--simulation", str(run_dir / "sim"),
+                                   "--out", str(run_dir / "eval")], run_dir / "evaluate.log", model_result=True)
         except StageFailed as exc:
             (run_dir / "failed.txt").write_text(str(exc) + "\n")
             raise
@@ -330,16 +356,16 @@ class Study:
             self.bead_types, self.bonds = info.bead_types, info.bonds
         return self.bead_types, self.bonds
 
-    def _held_out(self, run_dir: Path, ckpt: Path, model_args: list[str], timing: dict) -> dict[str, float]:
+    def _held_out(self, run_dir: Path, ckpt: Path, model_args: list[str], clock: StageClock) -> dict[str, float]:
         """``cglight test`` of the model: its losses on the test split, normalised and raw, from the CSV log.
         The test split is the held-out frames of every system or, with ``data.holdout_systems``, the held-out
         systems only (``--data.test_fraction 0``: the molecules never seen, not the trained ones' later frames)."""
         found = sorted((run_dir / "test").glob("cglight/version_*/metrics.csv"))
         if not found:
             only_held_out = ["--data.test_fraction", "0"] if self._holdout() else []
-            timing["test"] = run(["test", "--config", self.config["fit"], *model_args, *only_held_out, "--ckpt_path", str(ckpt),
-                                  "--trainer.default_root_dir", str(run_dir / "test"),
-                                  "--trainer.logger.init_args.save_dir", str(run_dir / "test")], run_dir / "test.log")
+            clock.run("test", ["test", "--config", self.config["fit"], *model_args, *only_held_out, "--ckpt_path", str(ckpt),
+                               "--trainer.default_root_dir", str(run_dir / "test"),
+                               "--trainer.logger.init_args.save_dir", str(run_dir / "test")], run_dir / "test.log")
             found = sorted((run_dir / "test").glob("cglight/version_*/metrics.csv"))
         import csv
 
@@ -347,7 +373,7 @@ class Study:
             rows = [r for r in csv.DictReader(f)]
         return {k: float(v) for r in rows for k, v in r.items() if k.startswith("test/") and v not in ("", None)}
 
-    def _diagnose(self, run_dir: Path, tag: str, ckpt: Path, seed: int, timing: dict) -> None:
+    def _diagnose(self, run_dir: Path, tag: str, ckpt: Path, seed: int, clock: StageClock) -> None:
         if self.config.get("diagnose", True) and seed == self.seeds[0] and not (run_dir / "diagnose.json").is_file():
             holdout = self._holdout()
             trained = []  # held-out systems have no training frames: the trained ones only
@@ -355,8 +381,8 @@ class Study:
                 from cglight.data.manifest import read_manifest
 
                 trained = [s for s in read_manifest(self.data).systems if s not in holdout]
-            timing["diagnose"] = run(["diagnose", *self._diagnose_args(ckpt, trained), "--out", str(run_dir / "diagnose.json")],
-                                     run_dir / "diagnose.log")
+            clock.run("diagnose", ["diagnose", *self._diagnose_args(ckpt, trained), "--out", str(run_dir / "diagnose.json")],
+                      run_dir / "diagnose.log")
         if (run_dir / "diagnose.json").is_file():
             for system, entry in json.loads((run_dir / "diagnose.json").read_text())["systems"].items():
                 for line in entry["verdict"]:
@@ -377,184 +403,31 @@ class Study:
                 "--holdout_systems", json.dumps(self._holdout()), "--val_fraction", str(data.get("val_fraction", 0.1)),
                 "--test_fraction", str(data.get("test_fraction", 0.1))]
 
-    def _held_out_curvature(self, run_dir: Path, ckpt: Path, timing: dict) -> dict:
+    def _held_out_curvature(self, run_dir: Path, ckpt: Path, clock: StageClock) -> dict:
         """``cglight diagnose --split test``: per judged system and subspace the model's curvature against the
         held-out mean of the ``hvp_cov`` (centered) target, ``{model, target, stderr, z, relative_gap}``."""
         if not self.config.get("diagnose", True):
             return {}
         path = run_dir / "diagnose_test.json"
         if not path.is_file():
-            timing["diagnose_test"] = run(["diagnose", *self._diagnose_args(ckpt, self._holdout()), "--split", "test",
-                                           "--gradient_frames", "0", "--out", str(path)], run_dir / "diagnose_test.log")
+            clock.run("diagnose_test", ["diagnose", *self._diagnose_args(ckpt, self._holdout()), "--split", "test",
+                                        "--gradient_frames", "0", "--out", str(path)], run_dir / "diagnose_test.log")
         return {system: entry["readings"]["hvp_cov/centered"]
                 for system, entry in json.loads(path.read_text())["systems"].items()}
 
 
-def system_row(row: dict, system: str) -> dict:
-    """One run's metrics of ``system`` (with the PMF-Hessian errors, which are of the dataset's first system)."""
-    metrics = dict(row["systems"][system], seed=row["seed"])
-    if "pmf_hessian" in row and system == next(iter(row["systems"])):
-        metrics["pmf_hessian"] = row["pmf_hessian"]
-    if system in row.get("held_out_curvature", {}):
-        metrics["held_out_curvature"] = row["held_out_curvature"][system]
-    return metrics
-
-
-DIVERGENCES = {"kl_tic1": "KL TIC1", "js_tic1": "JS TIC1", "kl_tic12": "KL TIC1/2", "kl_phi_psi": "KL (φ,ψ)"}
-def print_tables(results: dict[str, list[dict]]) -> None:
-    """Plug-in divergences next to their finite-sample floors; paired differences against the first
-    loss set (the same seed, the same reference); the PMF-Hessian error by subspace."""
-    names = list(results)
-    keys = [k for k in DIVERGENCES if all(k in r for rows in results.values() for r in rows)]
-    print("\nPlug-in divergence, mean [95 % t-interval over seeds]; floor: median [range] of a perfect model sampled as much")
-    print(f"{'losses':<16} " + " ".join(f"{DIVERGENCES[k]:>26} {'floor':>22}" for k in keys))
-    for name, rows in results.items():
-        cells = []
-        for k in keys:
-            floors = [r[k]["floor"] for r in rows if "floor" in r[k]]
-            floor = (f"{np.median([f['median'] for f in floors]):.3f} [{min(f['low'] for f in floors):.3f}, "
-                     f"{max(f['high'] for f in floors):.3f}]") if floors else "–"
-            cells.append(f"{mean_interval([r[k]['plugin'] for r in rows]):>26} {floor:>22}")
-        print(f"{name:<16} " + " ".join(cells))
-    print("\nPer seed, plug-in KL TIC1 [bootstrap interval]:")
-    for name, rows in results.items():
-        print(f"  {name:<14} " + ", ".join(f"{r['kl_tic1']['plugin']:.3f} [{r['kl_tic1']['plugin_low']:.3f}, "
-                                            f"{r['kl_tic1']['plugin_high']:.3f}]" for r in rows))
-    base = names[0]
-    print(f"\nPaired differences against {base!r} (same seed, same reference): mean [95 % t-interval over seeds]; "
-          "per seed: difference ± the two bootstrap half-widths in quadrature")
-    for name in names[1:]:
-        for k in keys:
-            pairs = [(a, b) for a in results[base] for b in results[name] if a.get("seed") == b.get("seed")]
-            diffs = [b[k]["plugin"] - a[k]["plugin"] for a, b in pairs]
-            per_seed = ", ".join(
-                f"{d:+.3f} ± {np.hypot((a[k]['plugin_high'] - a[k]['plugin_low']) / 2, (b[k]['plugin_high'] - b[k]['plugin_low']) / 2):.3f}"
-                for d, (a, b) in zip(diffs, pairs))
-            print(f"  {name} − {base}  {DIVERGENCES[k]:<10} {mean_interval(diffs):>26}   {per_seed}")
-    if all("pmf_hessian" in r for rows in results.values() for r in rows):
-        print("\nPMF-Hessian error by subspace (relative Frobenius, mean over the reference configurations), mean ± sd over seeds; "
-              "soft trace: model vs reference ± stderr (kcal/mol/Å²)")
-        for name, rows in results.items():
-            h = [r["pmf_hessian"] for r in rows]
-            cells = " ".join(f"{b} {np.mean([x[b] for x in h]):.3f} ± {np.std([x[b] for x in h], ddof=1) if len(h) > 1 else 0:.3f}"
-                             for b in ("whole", "stiff", "soft"))
-            ref = h[0]
-            ref_trace = f"{ref['reference_soft_trace']:.1f}" + (f" ± {ref['reference_soft_trace_stderr']:.1f}"
-                                                              if "reference_soft_trace_stderr" in ref else "")
-            print(f"  {name:<14} {cells}; soft trace {np.mean([x['soft_trace'] for x in h]):.1f} vs {ref_trace}")
-    print_bonded(results)
-    print_held_out_curvature(results)
-
-
-def print_bonded(results: dict[str, list[dict]]) -> None:
-    """Bond lengths and angles: the mean JS divergence over the coordinates of a kind, mean [95 % t] over seeds,
-    next to the mean floor, and how many coordinates lie above their floor's range (per seed)."""
-    if not all("bonded" in r for rows in results.values() for r in rows):
-        return
-    print("\nBonded geometry: JS divergence, mean over coordinates, then mean [95 % t-interval over seeds]; floor: mean of "
-          "the floors' medians; above: coordinates above their floor's range, per seed")
-    for name, rows in results.items():
-        cells = []
-        for kind in ("bonds", "angles"):
-            if all(kind in r["bonded"] for r in rows):
-                b = [r["bonded"][kind] for r in rows]
-                cells.append(f"{kind} {mean_interval([x['js_mean'] for x in b])} (floor {np.mean([x['floor_mean'] for x in b]):.3f}; "
-                             f"above {'/'.join(str(x['above_floor']) for x in b)} of {b[0]['count']})")
-        print(f"  {name:<14} " + "; ".join(cells))
-
-
-def print_held_out_curvature(results: dict[str, list[dict]]) -> None:
-    """The model's curvature against the ``hvp_cov`` (centered) target's mean on held-out frames, by subspace."""
-    if not all("held_out_curvature" in r for rows in results.values() for r in rows):
-        return
-    print("\nHeld-out curvature (cglight diagnose --split test): block trace, model vs the hvp_cov (centered) target's "
-          "held-out mean ± stderr (kcal/mol/Å²), mean over seeds; relative gap |model − target| / |target|")
-    for name, rows in results.items():
-        cells = []
-        for block in ("stiff", "soft"):
-            h = [r["held_out_curvature"][block] for r in rows]
-            cells.append(f"{block} {np.mean([x['model']for x in h]):.4g} vs {np.mean([x['target'] for x in h]):.4g} ± "
-                         f"{np.mean([x['stderr'] for x in h]):.2g} (z {np.mean([x['z'] for x in h]):+.1f}, gap {mean_interval([x['relative_gap'] for x in h])})")
-        print(f"  {name:<14} " + "; ".join(cells))
-
-
-
-def print_pooled(table: dict[str, list[dict]], systems: list[str]) -> None:
-    """Paired differences against the first loss set over every judged system (held-out molecules): per seed
-    the mean over systems (one model per seed judges them all, so systems are not independent), then the
-    t-interval over seeds; and on how many (system, seed) pairs the loss set scored lower."""
-    names = list(table)
-    base = names[0]
-    print(f"\nPooled over {len(systems)} systems ({', '.join(systems)}): KL TIC1 plug-in, loss set − {base!r}")
-    for name in names[1:]:
-        per_seed, lower, pairs = [], 0, 0
-        for a, b in ((a, b) for a in table[base] for b in table[name] if a["seed"] == b["seed"]):
-            both = [s for s in systems if s in a["systems"] and s in b["systems"]]
-            if not both:
-                continue
-            diffs = [b["systems"][s]["kl_tic1"]["plugin"] - a["systems"][s]["kl_tic1"]["plugin"] for s in both]
-            per_seed.append(float(np.mean(diffs)))
-            lower += sum(d < 0 for d in diffs)
-            pairs += len(diffs)
-        print(f"  {name} − {base}: mean over systems, then over seeds {mean_interval(per_seed)}; lower on {lower} of {pairs} "
-              "(system, seed) pairs")
-
-
-def print_held_out_force(table: dict[str, list[dict]]) -> None:
-    """The test-split force loss (normalised: 1 = as bad as predicting zero) of every loss set, when measured."""
-    if not all("held_out" in r for rows in table.values() for r in rows):
-        return
-    print("\nHeld-out force error (cglight test, test split; normalised, 1 = as bad as predicting zero), mean [95 % t-interval over seeds]")
-    for name, rows in table.items():
-        values = [r["held_out"].get("test/force") for r in rows]
-        if None not in values:
-            print(f"  {name:<24} {mean_interval(values)}")
-
-
 def curve_points(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, list[tuple[str, dict[int, float]]]]]:
-    """measure → loss set → [(variant, {seed: value})], for the first judged system; a run without the
-    measure (its simulation failed, or it was not measured) has no entry."""
+    """measure → loss set → [(variant, {seed: value})] of the learning-curve measures, for the first judged
+    system; a run without the measure (its simulation failed, or it was not measured) has no entry."""
+    first = next((s for table in results.values() for rows in table.values() for r in rows for s in r.get("systems", {})), None)
     points: dict[str, dict[str, list[tuple[str, dict[int, float]]]]] = {}
-    measures = {"KL TIC1 (plug-in)": lambda r: next(iter(r["systems"].values()))["kl_tic1"]["plugin"],
-                "held-out force error": lambda r: r["held_out"]["test/force"],
-                "stiff-block Hessian error": lambda r: r["pmf_hessian"]["stiff"],
-                "soft-block Hessian error": lambda r: r["pmf_hessian"]["soft"],
-                "stiff-block gap to held-out hvp_cov target": lambda r: next(iter(r["held_out_curvature"].values()))["stiff"]["relative_gap"],
-                "bond JS (mean over bonds)": lambda r: next(iter(r["systems"].values()))["bonded"]["bonds"]["js_mean"],
-                "angle JS (mean over angles)": lambda r: next(iter(r["systems"].values()))["bonded"]["angles"]["js_mean"]}
-    for measure, get in measures.items():
+    for measure, path in measures(first or "", curve_only=True).items():
         for variant, table in results.items():
             for name, rows in table.items():
-                values = {}
-                for r in rows:
-                    try:
-                        values[r["seed"]] = float(get(r))
-                    except (KeyError, TypeError, StopIteration):
-                        continue
+                values = {r["seed"]: value for r in rows if (value := value_at(r, path)) is not None}
                 if values:
                     points.setdefault(measure, {}).setdefault(name, []).append((variant, values))
     return points
-
-
-def print_learning_curve(results: dict[str, dict[str, list[dict]]], png: Path) -> None:
-    """Every measure by variant (rows) and loss set (columns), mean [95 % t-interval over seeds]; the
-    paired difference of every loss set against the first per variant; and the same as a figure."""
-    points = curve_points(results)
-    names = list(dict.fromkeys(name for table in results.values() for name in table))  # a variant may run a subset
-    for measure, by_loss in points.items():
-        print(f"\nLearning curve: {measure}, mean [95 % t-interval over seeds]")
-        print(f"{'variant':<22} " + " ".join(f"{n:>28}" for n in by_loss))
-        for i, variant in enumerate(results):
-            cells = [next((mean_interval(list(v.values())) + ("" if len(v) == len(results[variant][n]) else
-                                                                 f" ({len(results[variant][n]) - len(v)} failed)")
-                           for var, v in by_loss[n] if var == variant), "–") for n in by_loss]
-            print(f"{variant:<22} " + " ".join(f"{c:>28}" for c in cells))
-        base = dict(by_loss.get(names[0], []))
-        for name in names[1:]:
-            other = dict(by_loss.get(name, []))
-            diffs = [(var, [other[var][k] - base[var][k] for k in base[var] if k in other[var]]) for var in base if var in other]
-            print(f"  {name} − {names[0]}: " + "; ".join(f"{var} {mean_interval(d)}" for var, d in diffs if d))
-    plot_learning_curve(points, list(results), png)
 
 
 def _frames_and_group(variant: str) -> tuple[float, str] | None:
@@ -608,7 +481,6 @@ def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
-    print(f"learning curve: {png}")
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,8 @@ def _kl(row: dict, system: str) -> dict | None:
     return row.get("systems", {}).get(system, {}).get("kl_tic1")
 
 
-def _get(row: dict, path: tuple) -> float | None:
+def value_at(row: dict, path: tuple) -> float | None:
+    """The number at ``path`` in a run's row; None where the run lacks it."""
     value = row
     for key in path:
         if not isinstance(value, dict) or key not in value:
@@ -40,40 +41,86 @@ def _get(row: dict, path: tuple) -> float | None:
     return float(value)
 
 
-def measures(system: str) -> dict[str, tuple]:
-    """Column name → the path to its value in a run's row, for one judged system."""
-    return {
-        "KL TIC1": ("systems", system, "kl_tic1", "plugin"),
-        "JS TIC1": ("systems", system, "js_tic1", "plugin"),
-        "held-out force error": ("held_out", "test/force"),
-        "PMF Hessian, soft": ("pmf_hessian", "soft"),
-        "PMF Hessian, stiff": ("pmf_hessian", "stiff"),
-        "held-out stiff gap": ("held_out_curvature", system, "stiff", "relative_gap"),
-        "bond JS": ("systems", system, "bonded", "bonds", "js_mean"),
-        "angle JS": ("systems", system, "bonded", "angles", "js_mean"),
-    }
+MEASURES: tuple[tuple[str, tuple, bool], ...] = (
+    # name, the path to its value in a run's row ("{system}": the judged system), drawn on the learning curve
+    ("KL TIC1", ("systems", "{system}", "kl_tic1", "plugin"), True),
+    ("JS TIC1", ("systems", "{system}", "js_tic1", "plugin"), False),
+    ("KL TIC1/2", ("systems", "{system}", "kl_tic12", "plugin"), False),
+    ("KL (φ,ψ)", ("systems", "{system}", "kl_phi_psi", "plugin"), False),
+    ("held-out force error", ("held_out", "test/force"), True),
+    ("PMF Hessian, whole", ("pmf_hessian", "whole"), False),
+    ("PMF Hessian, stiff", ("pmf_hessian", "stiff"), True),
+    ("PMF Hessian, soft", ("pmf_hessian", "soft"), True),
+    ("PMF soft trace", ("pmf_hessian", "soft_trace"), False),
+    ("held-out stiff gap", ("held_out_curvature", "{system}", "stiff", "relative_gap"), True),
+    ("held-out stiff z", ("held_out_curvature", "{system}", "stiff", "z"), False),
+    ("held-out soft z", ("held_out_curvature", "{system}", "soft", "z"), False),
+    ("bond JS", ("systems", "{system}", "bonded", "bonds", "js_mean"), True),
+    ("angle JS", ("systems", "{system}", "bonded", "angles", "js_mean"), True),
+)
+"""Every measure of a run: the one list the tables, the learning-curve tables and the learning-curve figure
+read (divergences are the paths ending in ``plugin``: they carry a finite-sample floor beside them)."""
+
+
+def measures(system: str, curve_only: bool = False) -> dict[str, tuple]:
+    """Measure name → the path to its value in a run's row, for one judged system."""
+    return {name: tuple(system if k == "{system}" else k for k in path)
+            for name, path, on_curve in MEASURES if on_curve or not curve_only}
+
+
+def _floor(rows: list[dict], path: tuple) -> str:
+    """A divergence's finite-sample floor over the runs: median of the medians [lowest low, highest high]."""
+    floors = []
+    for r in rows:
+        value = r
+        for key in (*path[:-1], "floor"):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value:
+            floors.append(value)
+    if not floors:
+        return "–"
+    return (f"{np.median([f['median'] for f in floors]):.3f} [{min(f['low'] for f in floors):.3f}, "
+            f"{max(f['high'] for f in floors):.3f}]")
+
+
+def _present(table: dict[str, list[dict]], cols: dict[str, tuple]) -> dict[str, tuple]:
+    return {k: v for k, v in cols.items() if any(value_at(r, v) is not None for rows in table.values() for r in rows)}
+
+
+def _above_floor(row: dict, system: str) -> str:
+    """Bonds and angles above their floor's range, of how many (one run)."""
+    bonded = row.get("systems", {}).get(system, {}).get("bonded", {})
+    return " ".join(f"{k} {bonded[k]['above_floor']}/{bonded[k]['count']}" for k in ("bonds", "angles")
+                    if "above_floor" in bonded.get(k, {})) or "–"
 
 
 def system_tables(table: dict[str, list[dict]], system: str, first_system: bool) -> list[str]:
-    """One judged system under one variant: the divergences with floors and every seed, the other
-    measures, and the paired differences against the first loss set."""
+    """One judged system under one variant: KL along TIC1 per seed with its floor; every divergence next to
+    its floor; every other measure; the paired differences against the first loss set."""
     names = list(table)
-    cols = {k: v for k, v in measures(system).items() if first_system or not v[0] == "pmf_hessian"}
-    cols = {k: v for k, v in cols.items() if any(_get(r, v) is not None for rows in table.values() for r in rows)}
+    cols = _present(table, {k: v for k, v in measures(system).items() if first_system or v[0] != "pmf_hessian"})
+    divergences = {k: v for k, v in cols.items() if v[-1] == "plugin"}
+    others = {k: v for k, v in cols.items() if k not in divergences}
     lines = ["| losses | KL TIC1 per seed [bootstrap 95 %] | floor: median [range] | transitions (ref " +
-             _ref_transitions(table, system) + ") | failed |", "| --- | --- | --- | --- | --- |"]
+             _ref_transitions(table, system) + ") | bonds/angles above their floor, per seed | failed |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, rows in table.items():
         seeds = ", ".join(f"{k['plugin']:.3f} [{k['plugin_low']:.3f}, {k['plugin_high']:.3f}]" if (k := _kl(r, system)) else
                           f"seed {r['seed']} failed" for r in rows)
-        floors = [k["floor"] for r in rows if (k := _kl(r, system)) and "floor" in k]
-        floor = (f"{np.median([f['median'] for f in floors]):.3f} [{min(f['low'] for f in floors):.3f}, "
-                 f"{max(f['high'] for f in floors):.3f}]") if floors else "–"
         trans = "/".join(str(r["systems"][system]["transitions_tic1"]["model"]) for r in rows if system in r.get("systems", {}))
+        above = "; ".join(_above_floor(r, system) for r in rows if system in r.get("systems", {}))
         failed = sum("failed" in r for r in rows)
-        lines.append(f"| `{name}` | {seeds} | {floor} | {trans} | {failed} |")
-    lines += ["", "| losses | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 1)]
-    for name, rows in table.items():
-        lines.append(f"| `{name}` | " + " | ".join(mean_interval([_get(r, p) for r in rows]) for p in cols.values()) + " |")
+        lines.append(f"| `{name}` | {seeds} | {_floor(rows, ('systems', system, 'kl_tic1', 'plugin'))} | {trans} | {above} | {failed} |")
+    for group in (divergences, others):
+        if not group:
+            continue
+        lines += ["", "| losses | " + " | ".join(group) + " |", "|" + " --- |" * (len(group) + 1)]
+        if group is divergences:
+            every = [r for rows in table.values() for r in rows]
+            lines.append("| floor: a perfect model sampled as much | " + " | ".join(_floor(every, p) for p in group.values()) + " |")
+        for name, rows in table.items():
+            lines.append(f"| `{name}` | " + " | ".join(mean_interval([value_at(r, p) for r in rows]) for p in group.values()) + " |")
+    lines += _reference_notes(table, system, first_system)
     if len(names) > 1:
         lines += ["", f"Paired differences against `{names[0]}` (same seed): mean [95 % t-interval over seeds]; "
                   "KL TIC1 per seed ± the two bootstrap half-widths in quadrature.", "",
@@ -83,14 +130,36 @@ def system_tables(table: dict[str, list[dict]], system: str, first_system: bool)
             pairs = [(a, b) for a in table[names[0]] for b in table[name] if a["seed"] == b["seed"]]
             cells = []
             for path in cols.values():
-                diffs = [_get(b, path) - _get(a, path) for a, b in pairs if _get(a, path) is not None and _get(b, path) is not None]
+                diffs = [value_at(b, path) - value_at(a, path) for a, b in pairs if value_at(a, path) is not None and value_at(b, path) is not None]
                 cells.append(mean_interval(diffs))
             per_seed = ", ".join(
                 f"{kb['plugin'] - ka['plugin']:+.3f} ± "
                 f"{np.hypot((ka['plugin_high'] - ka['plugin_low']) / 2, (kb['plugin_high'] - kb['plugin_low']) / 2):.3f}"
                 for a, b in pairs if (ka := _kl(a, system)) and (kb := _kl(b, system)))
             lines.append(f"| `{name}` − `{names[0]}` | " + " | ".join(cells) + f" | {per_seed} |")
+    failures = [f"- `{name}` seed {r['seed']}: {r['failed']}" for name, rows in table.items() for r in rows if "failed" in r]
+    if failures:
+        lines += ["", "Failed runs (left out of every mean above):", "", *failures]
     return lines
+
+
+def _reference_notes(table: dict[str, list[dict]], system: str, first_system: bool) -> list[str]:
+    """What the curvature measures are measured against: the PMF-Hessian reference's soft trace and the
+    held-out ``hvp_cov`` target's block traces (kcal/mol/Å²)."""
+    rows = [r for rs in table.values() for r in rs]
+    notes = []
+    pmf = next((r["pmf_hessian"] for r in rows if "pmf_hessian" in r), None) if first_system else None
+    if pmf and "reference_soft_trace" in pmf:
+        notes.append(f"PMF-Hessian reference soft trace {pmf['reference_soft_trace']:.1f}" +
+                     (f" ± {pmf['reference_soft_trace_stderr']:.1f}" if "reference_soft_trace_stderr" in pmf else "") +
+                     " (errors: relative Frobenius, mean over the reference configurations).")
+    held = [r["held_out_curvature"][system] for r in rows if system in r.get("held_out_curvature", {})]
+    if held:
+        notes.append("Held-out `hvp_cov` (centered) target, block trace mean ± stderr: " + ", ".join(
+            f"{block} {np.mean([h[block]['target'] for h in held]):.4g} ± {np.mean([h[block]['stderr'] for h in held]):.2g}"
+            for block in ("stiff", "soft") if all(block in h for h in held)) +
+            " (gap: |model − target| / |target|; z: (model − target) / stderr).")
+    return ["", *notes] if notes else []
 
 
 def _ref_transitions(table: dict[str, list[dict]], system: str) -> str:
@@ -129,29 +198,30 @@ def learning_curve_lines(results: dict[str, dict[str, list[dict]]]) -> list[str]
     first = next((s for table in results.values() for rows in table.values() for r in rows for s in r.get("systems", {})), None)
     if first is None:
         return lines
-    for measure, path in measures(first).items():
-        if not any(_get(r, path) is not None for t in results.values() for rows in t.values() for r in rows):
+    for measure, path in measures(first, curve_only=True).items():
+        if not any(value_at(r, path) is not None for t in results.values() for rows in t.values() for r in rows):
             continue
         lines += [f"**{measure}**, mean [95 % t-interval over seeds]", "",
                   "| variant | " + " | ".join(f"`{n}`" for n in names) + " | " +
                   " | ".join(f"`{n}` − `{names[0]}`" for n in names[1:]) + " |",
                   "|" + " --- |" * (2 * len(names))]
         for variant, table in results.items():
-            cells = [mean_interval([_get(r, path) for r in table[n]]) if n in table else "–" for n in names]
+            cells = [mean_interval([value_at(r, path) for r in table[n]]) if n in table else "–" for n in names]
             for n in names[1:]:
                 if n not in table or names[0] not in table:
                     cells.append("–")
                     continue
-                pairs = [(_get(a, path), _get(b, path)) for a in table[names[0]] for b in table[n] if a["seed"] == b["seed"]]
+                pairs = [(value_at(a, path), value_at(b, path)) for a in table[names[0]] for b in table[n] if a["seed"] == b["seed"]]
                 cells.append(mean_interval([y - x for x, y in pairs if x is not None and y is not None]))
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
 
-def markdown(results: dict[str, dict[str, list[dict]]], variant_args: dict[str, list[str]], seconds: dict | None = None) -> str:
-    """Every table of a comparison, in Markdown."""
-    lines = ["# Tables", ""]
+def markdown(results: dict[str, dict[str, list[dict]]], variant_args: dict[str, list[str]], seconds: dict | None = None,
+             notes: list[str] = ()) -> str:
+    """Every table of a comparison, in Markdown (``notes``: lines under the title)."""
+    lines = ["# Tables", "", *notes, *([""] if notes else [])]
     if len(results) > 1:
         lines += ["## Learning curves", ""] + learning_curve_lines(results)
     for variant, table in results.items():
