@@ -440,6 +440,7 @@ def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
     """One panel per measure; variants named ``<frames>-<group>`` as curves over the training frames
     (log axis), one line per loss set and group; other variant names as categories, unconnected."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -468,6 +469,9 @@ def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
                     ax.plot([xi] * len(v), v, linestyle="none", marker="x" if g else ".", color=f"C{colour}", alpha=0.6)
         if on_curve:
             ax.set_xscale("log")
+            frames = sorted({_frames_and_group(v)[0] for v in variants})
+            ax.set_xticks(frames, [f"{f:.0f}" for f in frames])  # the measured sizes, not the log axis' minor labels
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("training frames")
         else:
             ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
