@@ -480,8 +480,8 @@ def plot_learning_curve(points: dict, variants: list[str], png: Path) -> None:
         ax.set_title(measure, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("mean over seeds (line) and every seed (dots; crosses for the second priors group); "
-                 "runs whose simulation failed are left out: see the tables", fontsize=10)
+    fig.suptitle("mean over seeds (line) and every seed (dots" + ("; crosses for the second priors group" if len(groups) > 1 else "") +
+                 "); runs whose simulation failed are left out: see the tables", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
