@@ -60,7 +60,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from comparison_report import markdown, measures, stage_seconds, value_at  # noqa: E402
+from comparison_report import first_system, markdown, measures, stage_seconds, value_at  # noqa: E402
 
 
 class StageFailed(Exception):
@@ -419,7 +419,7 @@ class Study:
 def curve_points(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, list[tuple[str, dict[int, float]]]]]:
     """measure → loss set → [(variant, {seed: value})] of the learning-curve measures, for the first judged
     system; a run without the measure (its simulation failed, or it was not measured) has no entry."""
-    first = next((s for table in results.values() for rows in table.values() for r in rows for s in r.get("systems", {})), None)
+    first = first_system(results)
     points: dict[str, dict[str, list[tuple[str, dict[int, float]]]]] = {}
     for measure, path in measures(first or "", curve_only=True).items():
         for variant, table in results.items():

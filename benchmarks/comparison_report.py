@@ -27,18 +27,29 @@ def mean_interval(values: list[float], digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} [{v.mean() - half:.{digits}f}, {v.mean() + half:.{digits}f}]"
 
 
-def _kl(row: dict, system: str) -> dict | None:
-    return row.get("systems", {}).get(system, {}).get("kl_tic1")
-
-
-def value_at(row: dict, path: tuple) -> float | None:
-    """The number at ``path`` in a run's row; None where the run lacks it."""
+def _lookup(row: dict, path: tuple):
+    """What lies at ``path`` in a run's row; None where the run lacks it."""
     value = row
     for key in path:
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]
-    return float(value)
+    return value
+
+
+def _kl(row: dict, system: str) -> dict | None:
+    return _lookup(row, ("systems", system, "kl_tic1"))
+
+
+def value_at(row: dict, path: tuple) -> float | None:
+    """The number at ``path`` in a run's row; None where the run lacks it."""
+    value = _lookup(row, path)
+    return None if value is None else float(value)
+
+
+def first_system(results: dict[str, dict[str, list[dict]]]) -> str | None:
+    """The first judged system of a comparison (the learning curves are drawn for it)."""
+    return next((s for table in results.values() for rows in table.values() for r in rows for s in r.get("systems", {})), None)
 
 
 MEASURES: tuple[tuple[str, tuple, bool], ...] = (
@@ -70,13 +81,7 @@ def measures(system: str, curve_only: bool = False) -> dict[str, tuple]:
 
 def _floor(rows: list[dict], path: tuple) -> str:
     """A divergence's finite-sample floor over the runs: median of the medians [lowest low, highest high]."""
-    floors = []
-    for r in rows:
-        value = r
-        for key in (*path[:-1], "floor"):
-            value = value.get(key) if isinstance(value, dict) else None
-        if value:
-            floors.append(value)
+    floors = [f for r in rows if (f := _lookup(r, (*path[:-1], "floor")))]
     if not floors:
         return "–"
     return (f"{np.median([f['median'] for f in floors]):.3f} [{min(f['low'] for f in floors):.3f}, "
@@ -195,7 +200,7 @@ def learning_curve_lines(results: dict[str, dict[str, list[dict]]]) -> list[str]
     each loss set against the first; for the first judged system."""
     names = list(dict.fromkeys(n for table in results.values() for n in table))
     lines = []
-    first = next((s for table in results.values() for rows in table.values() for r in rows for s in r.get("systems", {})), None)
+    first = first_system(results)
     if first is None:
         return lines
     for measure, path in measures(first, curve_only=True).items():
